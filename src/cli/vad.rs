@@ -1,0 +1,74 @@
+//! `hearken vad`: speech segments of an audio file with Silero VAD.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use hearken::features::LogMel;
+use hearken::model::vad::{SileroVad, segments};
+
+use super::EngineArgs;
+
+/// Flags of `hearken vad`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Audio file (WAV, FLAC, MP3, OGG/Vorbis).
+    audio: PathBuf,
+    /// Silero VAD v5+ ONNX model (models/setup.sh installs one here).
+    #[arg(long, default_value = "models/silero-vad/silero_vad.onnx")]
+    model: PathBuf,
+    /// Speech probability threshold.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f32,
+    /// Engine flags. The default engine here is ONNX Runtime: Silero's graph selects its
+    /// 8/16 kHz branch with data-dependent `If` nodes that tract 0.23 cannot type.
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let t0 = Instant::now();
+    let pcm = hearken::audio::load(&args.audio)?;
+    let t_audio = t0.elapsed();
+    let duration_s = pcm.samples.len() as f64 / 16_000.0;
+
+    // The log-mel a Whisper model would see, to show the feature front-end on real audio.
+    let t1 = Instant::now();
+    let mel = LogMel::whisper(80)?.compute_padded(&pcm.samples)?;
+    let t_mel = t1.elapsed();
+
+    let engine = args.engine.build_or("ort")?;
+    let t2 = Instant::now();
+    let vad = SileroVad::load(engine.as_ref(), &args.model)?;
+    let t_load = t2.elapsed();
+    let t3 = Instant::now();
+    let probs = vad.probabilities(&pcm.samples)?;
+    let t_run = t3.elapsed();
+
+    // 250 ms of speech, 100 ms of silence at 32 ms per window.
+    let segs = segments(&probs, args.threshold, 8, 3);
+    println!("{}: {duration_s:.2} s, 16 kHz mono", args.audio.display());
+    println!(
+        "log-mel {}x{} in {:.1} ms; VAD on {} ({}) over {} windows in {:.1} ms (RTF {:.4})",
+        mel.n_mels(),
+        mel.n_frames(),
+        t_mel.as_secs_f64() * 1e3,
+        engine.name(),
+        args.model.display(),
+        probs.len(),
+        t_run.as_secs_f64() * 1e3,
+        t_run.as_secs_f64() / duration_s.max(1e-9)
+    );
+    eprintln!(
+        "(decode {:.1} ms, model load {:.1} ms)",
+        t_audio.as_secs_f64() * 1e3,
+        t_load.as_secs_f64() * 1e3
+    );
+    if segs.is_empty() {
+        println!("no speech found");
+    }
+    for s in &segs {
+        println!("speech {:7.2} s - {:7.2} s", s.start_s, s.end_s);
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! The `hearken` command line: thin wiring over the library.
+//!
+//! Every failure prints one `error: ...` line on stderr and exits non-zero; nothing here
+//! panics on user input.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// Speech models on devices: features, engines, transcription.
+#[derive(Parser)]
+#[command(name = "hearken", version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the inference engines, the ONNX Runtime library and its execution providers.
+    Engines(cli::engines::Args),
+    /// Show a model's inputs, outputs, shapes and metadata.
+    Inspect(cli::inspect::Args),
+    /// Compute features of an audio file and save them as .npy.
+    Features(cli::features::Args),
+    /// Find speech in an audio file with a Silero VAD model.
+    Vad(cli::vad::Args),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Engines(a) => cli::engines::run(a),
+        Command::Inspect(a) => cli::inspect::run(a),
+        Command::Features(a) => cli::features::run(a),
+        Command::Vad(a) => cli::vad::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the context chain joined by ": ".
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
