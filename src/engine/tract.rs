@@ -14,11 +14,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tract_onnx::pb;
+use tract_onnx::prelude::Tensor as TractTensor;
 use tract_onnx::prelude::{
     DatumType, InferenceFact, InferenceModelExt, IntoRunnable, TDim, TValue, TractResult,
     TypedModel, TypedRunnableModel,
 };
-use tract_onnx::prelude::Tensor as TractTensor;
 
 use super::{DType, Dim, Engine, ExecutionProvider, Graph, IoSpec, TractOptions};
 use super::{Tensor, TensorData, order_inputs};
@@ -33,7 +33,12 @@ impl TractEngine {
         TractEngine { opts }
     }
 
-    fn from_proto(&self, proto: pb::ModelProto, path: &Path, dir: Option<&str>) -> Result<Arc<dyn Graph>> {
+    fn from_proto(
+        &self,
+        proto: pb::ModelProto,
+        path: &Path,
+        dir: Option<&str>,
+    ) -> Result<Arc<dyn Graph>> {
         let fail = |e: tract_onnx::prelude::TractError| Error::ModelLoad {
             path: path.to_path_buf(),
             engine: "tract",
@@ -79,7 +84,9 @@ impl TractEngine {
                 .map(|(axis, d)| match d {
                     Dim::Fixed(n) => TDim::Val(*n as i64),
                     Dim::Symbolic(name) if name != "?" => model.sym(name).into(),
-                    Dim::Symbolic(_) => model.sym(&format!("{}_{axis}", sanitize(&spec.name))).into(),
+                    Dim::Symbolic(_) => model
+                        .sym(&format!("{}_{axis}", sanitize(&spec.name)))
+                        .into(),
                 })
                 .collect();
             let fact = InferenceFact::dt_shape(datum_type(spec.dtype), shape);
@@ -175,7 +182,9 @@ fn io_spec(v: &pb::ValueInfoProto) -> IoSpec {
                     s.dim
                         .iter()
                         .map(|d| match &d.value {
-                            Some(pb::tensor_shape_proto::dimension::Value::DimValue(n)) if *n >= 0 => {
+                            Some(pb::tensor_shape_proto::dimension::Value::DimValue(n))
+                                if *n >= 0 =>
+                            {
                                 Dim::Fixed(*n as usize)
                             }
                             Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) => {
@@ -186,7 +195,10 @@ fn io_spec(v: &pb::ValueInfoProto) -> IoSpec {
                         .collect()
                 })
                 .unwrap_or_default();
-            (DType::from_onnx_code(t.elem_type).unwrap_or(DType::F32), dims)
+            (
+                DType::from_onnx_code(t.elem_type).unwrap_or(DType::F32),
+                dims,
+            )
         }
         _ => (DType::F32, vec![]),
     };
@@ -235,6 +247,13 @@ fn from_tract(t: &TractTensor) -> Result<Tensor> {
         DatumType::Bool => TensorData::Bool(view.as_slice::<bool>().map_err(run_err)?.to_vec()),
         DatumType::U8 => TensorData::U8(view.as_slice::<u8>().map_err(run_err)?.to_vec()),
         DatumType::I8 => TensorData::I8(view.as_slice::<i8>().map_err(run_err)?.to_vec()),
+        // tract keeps shape arithmetic (Shape, Gather on shapes, Cast to INT64) as
+        // symbolic dimensions; at run time they are concrete and cast to i64.
+        DatumType::TDim => {
+            let cast = t.cast_to::<i64>().map_err(run_err)?;
+            let view = cast.try_as_plain_ram().map_err(run_err)?;
+            TensorData::I64(view.as_slice::<i64>().map_err(run_err)?.to_vec())
+        }
         other => return Err(run_err(format!("unsupported output type {other:?}"))),
     };
     Tensor::new(shape, data)
@@ -257,7 +276,7 @@ impl Graph for TractGraph {
         &[ExecutionProvider::Cpu]
     }
 
-    fn run(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<Tensor>> {
+    fn run_refs(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
         let ordered = order_inputs(&self.inputs, inputs)?;
         let values: tract_onnx::prelude::TVec<TValue> = ordered
             .into_iter()
