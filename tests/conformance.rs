@@ -57,8 +57,16 @@ fn run_case(engine: &dyn Engine, name: &str) {
         assert_eq!(outputs.len(), run.outputs.len());
         for (got, name_out) in outputs.iter().zip(&run.outputs) {
             let want = hearken::npy::read(dir.join(format!("run{k}_out_{name_out}.npy"))).unwrap();
-            assert_eq!(got.shape(), want.shape(), "{name} run {k} output {name_out}: shape");
-            assert_eq!(got.dtype(), want.dtype(), "{name} run {k} output {name_out}: dtype");
+            assert_eq!(
+                got.shape(),
+                want.shape(),
+                "{name} run {k} output {name_out}: shape"
+            );
+            assert_eq!(
+                got.dtype(),
+                want.dtype(),
+                "{name} run {k} output {name_out}: dtype"
+            );
             let diff = common::max_abs_diff(&got.to_f32_vec(), &want.to_f32_vec());
             assert!(
                 diff <= case.tolerance,

@@ -13,7 +13,10 @@ fn hearken(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("run hearken");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn assert_one_line_error(args: &[&str], expect: &str) {
@@ -21,9 +24,17 @@ fn assert_one_line_error(args: &[&str], expect: &str) {
     assert!(!ok, "{args:?} succeeded");
     assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{args:?} printed {} lines: {stderr}", lines.len());
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?} printed {} lines: {stderr}",
+        lines.len()
+    );
     assert!(lines[0].starts_with("error: "), "{stderr}");
-    assert!(lines[0].contains(expect), "{args:?}: expected `{expect}` in: {stderr}");
+    assert!(
+        lines[0].contains(expect),
+        "{args:?}: expected `{expect}` in: {stderr}"
+    );
 }
 
 #[test]
@@ -48,7 +59,10 @@ fn missing_ort_library_names_the_fix() {
     .build()
     .err()
     .expect("a missing library is an error");
-    assert!(matches!(err, hearken::Error::OrtLibraryNotFound { .. }), "{err}");
+    assert!(
+        matches!(err, hearken::Error::OrtLibraryNotFound { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -62,11 +76,17 @@ fn corrupt_and_empty_audio() {
     let mut bytes = b"RIFF\xff\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00".to_vec();
     bytes.extend_from_slice(b"\x80\x3e\x00\x00\x00\x7d\x00\x00\x02\x00\x10\x00data\xff\xff");
     std::fs::write(&corrupt, &bytes).unwrap();
-    assert_one_line_error(&["features", corrupt.to_str().unwrap(), "--out", out], "corrupt.wav");
+    assert_one_line_error(
+        &["features", corrupt.to_str().unwrap(), "--out", out],
+        "corrupt.wav",
+    );
 
     let empty = dir.path().join("empty.wav");
     std::fs::write(&empty, b"").unwrap();
-    assert_one_line_error(&["features", empty.to_str().unwrap(), "--out", out], "empty.wav");
+    assert_one_line_error(
+        &["features", empty.to_str().unwrap(), "--out", out],
+        "empty.wav",
+    );
 
     assert_one_line_error(
         &["features", "/nonexistent/audio.wav", "--out", out],
@@ -81,9 +101,15 @@ fn malformed_onnx_on_both_engines() {
     let bad = dir.path().join("bad.onnx");
     std::fs::write(&bad, b"this is not a protobuf \x00\x01\x02\xff\xfe").unwrap();
     let bad = bad.to_str().unwrap();
-    assert_one_line_error(&["inspect", bad, "--engine", "tract"], "cannot load model with tract");
+    assert_one_line_error(
+        &["inspect", bad, "--engine", "tract"],
+        "cannot load model with tract",
+    );
     if common::ort().is_some() {
-        assert_one_line_error(&["inspect", bad, "--engine", "ort"], "cannot load model with ort");
+        assert_one_line_error(
+            &["inspect", bad, "--engine", "ort"],
+            "cannot load model with ort",
+        );
     }
     // Truncating a valid model is also caught.
     let good = std::fs::read(common::fixture("conformance/gelu_erf/model.onnx")).unwrap();
@@ -96,7 +122,10 @@ fn malformed_onnx_on_both_engines() {
 fn bad_flags_are_errors() {
     let model = common::fixture("conformance/softmax/model.onnx");
     let model = model.to_str().unwrap();
-    assert_one_line_error(&["inspect", model, "--engine", "coreml"], "unknown engine `coreml`");
+    assert_one_line_error(
+        &["inspect", model, "--engine", "coreml"],
+        "unknown engine `coreml`",
+    );
     assert_one_line_error(
         &["inspect", model, "--engine", "ort", "--ep", "metal"],
         "execution provider",

@@ -9,7 +9,10 @@ fn model() -> std::path::PathBuf {
     common::fixture("conformance/softmax/model.onnx")
 }
 
-fn with(providers: Vec<ExecutionProvider>, allow_fallback: bool) -> hearken::Result<Vec<ExecutionProvider>> {
+fn with(
+    providers: Vec<ExecutionProvider>,
+    allow_fallback: bool,
+) -> hearken::Result<Vec<ExecutionProvider>> {
     let engine = EngineKind::Ort(OrtOptions {
         providers,
         allow_fallback,
@@ -25,7 +28,10 @@ fn cpu_is_always_reported() {
         return;
     }
     assert_eq!(with(vec![], false).unwrap(), vec![ExecutionProvider::Cpu]);
-    assert_eq!(with(vec![ExecutionProvider::Cpu], false).unwrap(), vec![ExecutionProvider::Cpu]);
+    assert_eq!(
+        with(vec![ExecutionProvider::Cpu], false).unwrap(),
+        vec![ExecutionProvider::Cpu]
+    );
 }
 
 #[test]
@@ -36,7 +42,10 @@ fn unavailable_gpu_provider_fails_unless_fallback_is_allowed() {
     // CI, whichever ONNX Runtime build is installed. CUDA is checked too when this
     // library lacks it (the CPU wheel that setup installs).
     let mut unavailable = vec![ExecutionProvider::TensorRt { device_id: 0 }];
-    if !info.providers.contains(&ExecutionProvider::Cuda { device_id: 0 }) {
+    if !info
+        .providers
+        .contains(&ExecutionProvider::Cuda { device_id: 0 })
+    {
         unavailable.push(ExecutionProvider::Cuda { device_id: 0 });
     }
     for ep in unavailable {
@@ -47,6 +56,9 @@ fn unavailable_gpu_provider_fails_unless_fallback_is_allowed() {
         }
         assert!(err.to_string().contains(ep.name()), "{err}");
         // Allowed to fall back: the load succeeds and says where it really runs.
-        assert_eq!(with(vec![ep, ExecutionProvider::Cpu], true).unwrap(), vec![ExecutionProvider::Cpu]);
+        assert_eq!(
+            with(vec![ep, ExecutionProvider::Cpu], true).unwrap(),
+            vec![ExecutionProvider::Cpu]
+        );
     }
 }

@@ -57,21 +57,32 @@ pub trait Graph: Send + Sync {
     /// priority order (`["cpu"]` for tract).
     fn providers(&self) -> &[ExecutionProvider];
 
-    /// Runs the graph.
+    /// Runs the graph on borrowed inputs.
     ///
     /// `inputs` are matched by name and must cover every graph input; each is checked
     /// against its [`IoSpec`] before the backend sees it. Returns every graph output, in
-    /// the order of [`Graph::outputs`].
-    fn run(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<Tensor>>;
+    /// the order of [`Graph::outputs`]. Borrowing lets large, reused inputs (Whisper's
+    /// cross-attention keys and values) be passed each step without a copy where the
+    /// backend can read them in place (ONNX Runtime).
+    fn run_refs(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>>;
+
+    /// Runs the graph on owned inputs; see [`Graph::run_refs`].
+    fn run(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<Tensor>> {
+        let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (*n, t)).collect();
+        self.run_refs(&refs)
+    }
 }
 
 /// Checks named inputs against a graph's specs: every input present once, no unknown
 /// names, dtypes and fixed dimensions right. Returns them in graph order.
 pub(crate) fn order_inputs<'a>(
     specs: &[IoSpec],
-    inputs: &'a [(&str, Tensor)],
+    inputs: &[(&str, &'a Tensor)],
 ) -> Result<Vec<&'a Tensor>> {
-    if let Some((name, _)) = inputs.iter().find(|(n, _)| !specs.iter().any(|s| s.name == *n)) {
+    if let Some((name, _)) = inputs
+        .iter()
+        .find(|(n, _)| !specs.iter().any(|s| s.name == *n))
+    {
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         return Err(Error::invalid(
             "graph input name",
@@ -84,7 +95,7 @@ pub(crate) fn order_inputs<'a>(
         .map(|spec| {
             let mut found = inputs.iter().filter(|(n, _)| *n == spec.name);
             match (found.next(), found.next()) {
-                (Some((_, t)), None) => spec.check(t).map(|()| t),
+                (Some((_, t)), None) => spec.check(t).map(|()| *t),
                 (None, _) => Err(Error::invalid(
                     "graph inputs",
                     format!("a tensor for `{spec}`"),
@@ -276,17 +287,20 @@ mod tests {
     fn order_inputs_reorders_and_rejects_missing_unknown_duplicate() {
         let specs = [spec("a"), spec("b")];
         let t = |v: f32| Tensor::from_f32([1], vec![v]).unwrap();
-        let given = [("b", t(2.0)), ("a", t(1.0))];
-        let ordered = order_inputs(&specs, &given).unwrap();
+        let (one, two) = (t(1.0), t(2.0));
+        let ordered = order_inputs(&specs, &[("b", &two), ("a", &one)]).unwrap();
         assert_eq!(ordered[0].as_f32().unwrap(), &[1.0]);
-        assert!(order_inputs(&specs, &[("a", t(1.0))]).is_err());
-        assert!(order_inputs(&specs, &[("a", t(1.0)), ("b", t(1.0)), ("c", t(1.0))]).is_err());
-        assert!(order_inputs(&specs, &[("a", t(1.0)), ("a", t(1.0)), ("b", t(1.0))]).is_err());
+        assert!(order_inputs(&specs, &[("a", &one)]).is_err());
+        assert!(order_inputs(&specs, &[("a", &one), ("b", &one), ("c", &one)]).is_err());
+        assert!(order_inputs(&specs, &[("a", &one), ("a", &one), ("b", &one)]).is_err());
     }
 
     #[test]
     fn provider_names_parse() {
-        assert_eq!("cpu".parse::<ExecutionProvider>().unwrap(), ExecutionProvider::Cpu);
+        assert_eq!(
+            "cpu".parse::<ExecutionProvider>().unwrap(),
+            ExecutionProvider::Cpu
+        );
         assert_eq!(
             "cuda:1".parse::<ExecutionProvider>().unwrap(),
             ExecutionProvider::Cuda { device_id: 1 }

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ort::ep::ExecutionProvider as _;
-use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, ValueType};
 
 use super::{DType, Dim, Engine, ExecutionProvider, Graph, IoSpec, OptLevel, OrtOptions};
@@ -57,13 +57,14 @@ fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
 
 fn load(explicit: Option<&Path>) -> Result<&'static Loaded> {
     let tried = candidates(explicit);
-    let path = tried
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| Error::OrtLibraryNotFound {
-            tried: tried.clone(),
-        })?;
+    let path =
+        tried
+            .iter()
+            .find(|p| p.is_file())
+            .cloned()
+            .ok_or_else(|| Error::OrtLibraryNotFound {
+                tried: tried.clone(),
+            })?;
     let _guard = LOADING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(l) = LOADED.get() {
         // One library per process: ONNX Runtime cannot be unloaded or swapped.
@@ -128,6 +129,7 @@ pub fn ort_info(dylib_path: Option<&Path>) -> Result<OrtInfo> {
             name.strip_prefix("libonnxruntime.so.").map(str::to_string)
         })
         .unwrap_or_else(|| build.to_string());
+    #[allow(unused_mut)]
     let mut providers = vec![ExecutionProvider::Cpu];
     #[cfg(feature = "cuda")]
     if ort::ep::CUDA::is_available().unwrap_or(false) {
@@ -214,8 +216,16 @@ impl OrtEngine {
         session: Session,
         providers: Vec<ExecutionProvider>,
     ) -> Result<Arc<dyn Graph>> {
-        let inputs = session.inputs().iter().map(|o| io_spec(o.name(), o.dtype())).collect();
-        let outputs = session.outputs().iter().map(|o| io_spec(o.name(), o.dtype())).collect();
+        let inputs = session
+            .inputs()
+            .iter()
+            .map(|o| io_spec(o.name(), o.dtype()))
+            .collect();
+        let outputs = session
+            .outputs()
+            .iter()
+            .map(|o| io_spec(o.name(), o.dtype()))
+            .collect();
         let mut metadata = BTreeMap::new();
         if let Ok(meta) = session.metadata() {
             for key in meta.custom_keys().unwrap_or_default() {
@@ -370,16 +380,18 @@ fn run_err(e: impl std::fmt::Display) -> Error {
     }
 }
 
-fn to_value(t: &Tensor) -> Result<DynValue> {
+/// A view of `t` for ONNX Runtime: no copy of the elements.
+fn to_view(t: &Tensor) -> Result<SessionInputValue<'_>> {
+    use ort::value::TensorRef;
     let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
-    let v = match t.data() {
-        TensorData::F32(v) => ort::value::Tensor::from_array((shape, v.clone())).map(|t| t.into_dyn()),
-        TensorData::F16(v) => ort::value::Tensor::from_array((shape, v.clone())).map(|t| t.into_dyn()),
-        TensorData::I64(v) => ort::value::Tensor::from_array((shape, v.clone())).map(|t| t.into_dyn()),
-        TensorData::I32(v) => ort::value::Tensor::from_array((shape, v.clone())).map(|t| t.into_dyn()),
-        TensorData::Bool(v) => ort::value::Tensor::from_array((shape, v.clone())).map(|t| t.into_dyn()),
-        TensorData::U8(v) => ort::value::Tensor::from_array((shape, v.clone())).map(|t| t.into_dyn()),
-        TensorData::I8(v) => ort::value::Tensor::from_array((shape, v.clone())).map(|t| t.into_dyn()),
+    let v: ort::Result<SessionInputValue<'_>> = match t.data() {
+        TensorData::F32(v) => TensorRef::from_array_view((shape, v.as_slice())).map(Into::into),
+        TensorData::F16(v) => TensorRef::from_array_view((shape, v.as_slice())).map(Into::into),
+        TensorData::I64(v) => TensorRef::from_array_view((shape, v.as_slice())).map(Into::into),
+        TensorData::I32(v) => TensorRef::from_array_view((shape, v.as_slice())).map(Into::into),
+        TensorData::Bool(v) => TensorRef::from_array_view((shape, v.as_slice())).map(Into::into),
+        TensorData::U8(v) => TensorRef::from_array_view((shape, v.as_slice())).map(Into::into),
+        TensorData::I8(v) => TensorRef::from_array_view((shape, v.as_slice())).map(Into::into),
     };
     v.map_err(run_err)
 }
@@ -402,7 +414,9 @@ fn from_value(name: &str, v: &DynValue) -> Result<Tensor> {
         TensorElementType::Bool => get::<bool>(v).and_then(|(s, d)| Tensor::from_bool(s, d)),
         TensorElementType::Uint8 => get::<u8>(v).and_then(|(s, d)| Tensor::from_u8(s, d)),
         TensorElementType::Int8 => get::<i8>(v).and_then(|(s, d)| Tensor::from_i8(s, d)),
-        other => Err(run_err(format!("output `{name}` has unsupported type {other:?}"))),
+        other => Err(run_err(format!(
+            "output `{name}` has unsupported type {other:?}"
+        ))),
     }
 }
 
@@ -423,13 +437,13 @@ impl Graph for OrtGraph {
         &self.providers
     }
 
-    fn run(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<Tensor>> {
+    fn run_refs(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
         let ordered = order_inputs(&self.inputs, inputs)?;
-        let values: Vec<(String, DynValue)> = self
+        let values: Vec<(&str, SessionInputValue<'_>)> = self
             .inputs
             .iter()
             .zip(ordered)
-            .map(|(spec, t)| Ok((spec.name.clone(), to_value(t)?)))
+            .map(|(spec, t)| Ok((spec.name.as_str(), to_view(t)?)))
             .collect::<Result<_>>()?;
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         let outputs = session.run(values).map_err(run_err)?;

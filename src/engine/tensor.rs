@@ -185,6 +185,16 @@ impl Tensor {
     typed_tensor!(from_u8, as_u8, into_u8, U8, u8);
     typed_tensor!(from_i8, as_i8, into_i8, I8, i8);
 
+    /// An `f32` tensor of zeros (no elements when a dimension is 0, as for an empty cache).
+    pub fn zeros_f32(shape: impl Into<Vec<usize>>) -> Self {
+        let shape = shape.into();
+        let n = shape.iter().product();
+        Tensor {
+            shape,
+            data: TensorData::F32(vec![0.0; n]),
+        }
+    }
+
     /// A scalar (rank 0) `i64`, as used for offsets and lengths.
     pub fn scalar_i64(v: i64) -> Self {
         Tensor {
@@ -333,9 +343,21 @@ mod tests {
             dtype: DType::F32,
             shape: vec![Dim::Symbolic("batch".into()), Dim::Fixed(80)],
         };
-        assert!(spec.check(&Tensor::from_f32([3, 80], vec![0.0; 240]).unwrap()).is_ok());
-        assert!(spec.check(&Tensor::from_f32([3, 81], vec![0.0; 243]).unwrap()).is_err());
-        assert!(spec.check(&Tensor::from_i64([1, 80], vec![0; 80]).unwrap()).is_err());
-        assert!(spec.check(&Tensor::from_f32([240], vec![0.0; 240]).unwrap()).is_err());
+        assert!(
+            spec.check(&Tensor::from_f32([3, 80], vec![0.0; 240]).unwrap())
+                .is_ok()
+        );
+        assert!(
+            spec.check(&Tensor::from_f32([3, 81], vec![0.0; 243]).unwrap())
+                .is_err()
+        );
+        assert!(
+            spec.check(&Tensor::from_i64([1, 80], vec![0; 80]).unwrap())
+                .is_err()
+        );
+        assert!(
+            spec.check(&Tensor::from_f32([240], vec![0.0; 240]).unwrap())
+                .is_err()
+        );
     }
 }
