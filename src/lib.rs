@@ -12,10 +12,12 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod audio;
+pub mod decode;
 pub mod engine;
 mod error;
 pub mod features;
 pub mod model;
 pub mod npy;
+pub mod text;
 
 pub use error::{Error, Result};
