@@ -27,6 +27,8 @@ enum Command {
     Features(cli::features::Args),
     /// Find speech in an audio file with a Silero VAD model.
     Vad(cli::vad::Args),
+    /// Transcribe (or translate) audio files with a Whisper model directory.
+    Transcribe(cli::transcribe::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Features(a) => cli::features::run(a),
         Command::Vad(a) => cli::vad::run(a),
+        Command::Transcribe(a) => cli::transcribe::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ use hearken::engine::{Engine, EngineKind, ExecutionProvider, OrtOptions, TractOp
 pub mod engines;
 pub mod features;
 pub mod inspect;
+pub mod transcribe;
 pub mod vad;
 
 /// Engine selection flags, shared by every command that runs a model.

@@ -5,6 +5,8 @@
 //! signature: engines convert at their boundary, which costs one copy per graph call and
 //! keeps every engine swappable behind `dyn Graph`.
 
+use std::sync::Arc;
+
 use half::f16;
 
 use crate::{Error, Result};
@@ -121,10 +123,13 @@ impl TensorData {
 /// A dense, row-major tensor owned by hearken.
 ///
 /// The invariant `shape.iter().product() == data.len()` is checked by every constructor.
+/// The elements are shared: cloning a tensor is cheap, and an engine may recognize a
+/// tensor it has already converted (tract keeps its copy of Whisper's cross-attention
+/// keys and values for as long as the caller keeps passing the same tensor).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,
-    data: TensorData,
+    data: Arc<TensorData>,
 }
 
 macro_rules! typed_tensor {
@@ -136,7 +141,7 @@ macro_rules! typed_tensor {
 
         #[doc = concat!("The elements as `", stringify!($t), "`, or an error naming the actual dtype.")]
         pub fn $view(&self) -> Result<&[$t]> {
-            match &self.data {
+            match self.data.as_ref() {
                 TensorData::$variant(v) => Ok(v),
                 other => Err(Error::invalid(
                     "tensor dtype",
@@ -148,7 +153,7 @@ macro_rules! typed_tensor {
 
         #[doc = concat!("Consumes the tensor into its `", stringify!($t), "` elements, or errors naming the actual dtype.")]
         pub fn $into(self) -> Result<Vec<$t>> {
-            match self.data {
+            match Arc::unwrap_or_clone(self.data) {
                 TensorData::$variant(v) => Ok(v),
                 other => Err(Error::invalid(
                     "tensor dtype",
@@ -174,7 +179,10 @@ impl Tensor {
                 data.len(),
             ));
         }
-        Ok(Tensor { shape, data })
+        Ok(Tensor {
+            shape,
+            data: Arc::new(data),
+        })
     }
 
     typed_tensor!(from_f32, as_f32, into_f32, F32, f32);
@@ -191,7 +199,7 @@ impl Tensor {
         let n = shape.iter().product();
         Tensor {
             shape,
-            data: TensorData::F32(vec![0.0; n]),
+            data: Arc::new(TensorData::F32(vec![0.0; n])),
         }
     }
 
@@ -199,7 +207,7 @@ impl Tensor {
     pub fn scalar_i64(v: i64) -> Self {
         Tensor {
             shape: vec![],
-            data: TensorData::I64(vec![v]),
+            data: Arc::new(TensorData::I64(vec![v])),
         }
     }
 
@@ -228,15 +236,21 @@ impl Tensor {
         &self.data
     }
 
-    /// Consumes the tensor into its shape and elements.
+    /// The shared elements, for engines that cache conversions by identity.
+    pub(crate) fn shared_data(&self) -> &Arc<TensorData> {
+        &self.data
+    }
+
+    /// Consumes the tensor into its shape and elements (copying them only if the
+    /// elements are shared with a clone).
     pub fn into_parts(self) -> (Vec<usize>, TensorData) {
-        (self.shape, self.data)
+        (self.shape, Arc::unwrap_or_clone(self.data))
     }
 
     /// The elements widened to `f32` (F32 as is, F16 widened, integers and bools cast),
     /// for comparisons and reports.
     pub fn to_f32_vec(&self) -> Vec<f32> {
-        match &self.data {
+        match self.data.as_ref() {
             TensorData::F32(v) => v.clone(),
             TensorData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
             TensorData::I64(v) => v.iter().map(|&x| x as f32).collect(),
@@ -249,7 +263,16 @@ impl Tensor {
 
     /// The same elements under another shape with the same element count.
     pub fn reshape(self, shape: impl Into<Vec<usize>>) -> Result<Self> {
-        Self::new(shape, self.data)
+        let shape = shape.into();
+        let n: usize = shape.iter().product();
+        if n != self.data.len() {
+            return Err(Error::invalid(
+                format!("reshape to {shape:?}"),
+                format!("{n} elements"),
+                self.data.len(),
+            ));
+        }
+        Ok(Tensor { shape, data: self.data })
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use tract_onnx::pb;
 use tract_onnx::prelude::Tensor as TractTensor;
@@ -111,6 +111,7 @@ impl TractEngine {
             inputs,
             outputs,
             metadata,
+            converted: Mutex::new(Vec::new()),
         }))
     }
 }
@@ -214,6 +215,36 @@ struct TractGraph {
     inputs: Vec<IoSpec>,
     outputs: Vec<IoSpec>,
     metadata: BTreeMap<String, String>,
+    /// tract copies of large inputs, keyed by the identity of hearken's shared elements:
+    /// an input passed again unchanged (Whisper's cross-attention keys and values, every
+    /// decoder step) is not converted again. A dead `Weak` means the caller dropped the
+    /// tensor, so a reused address can never hit a stale entry.
+    converted: Mutex<Vec<(Weak<TensorData>, Arc<TractTensor>)>>,
+}
+
+/// Inputs at least this large are worth remembering (1 Mi elements = 4 MiB of f32).
+const CACHE_MIN_ELEMENTS: usize = 1 << 20;
+/// Entries kept at most; Whisper needs two.
+const CACHE_CAPACITY: usize = 4;
+
+impl TractGraph {
+    fn input_value(&self, t: &Tensor) -> Result<TValue> {
+        if t.len() < CACHE_MIN_ELEMENTS {
+            return to_tract(t).map(TValue::from).map_err(run_err);
+        }
+        let key = Arc::downgrade(t.shared_data());
+        let mut cache = self.converted.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|(k, _)| k.strong_count() > 0);
+        if let Some((_, v)) = cache.iter().find(|(k, _)| Weak::ptr_eq(k, &key)) {
+            return Ok(TValue::from_const(v.clone()));
+        }
+        let v = Arc::new(to_tract(t).map_err(run_err)?);
+        if cache.len() >= CACHE_CAPACITY {
+            cache.remove(0);
+        }
+        cache.push((key, v.clone()));
+        Ok(TValue::from_const(v))
+    }
 }
 
 fn run_err(e: impl std::fmt::Display) -> Error {
@@ -280,9 +311,8 @@ impl Graph for TractGraph {
         let ordered = order_inputs(&self.inputs, inputs)?;
         let values: tract_onnx::prelude::TVec<TValue> = ordered
             .into_iter()
-            .map(|t| to_tract(t).map(TValue::from))
-            .collect::<TractResult<_>>()
-            .map_err(run_err)?;
+            .map(|t| self.input_value(t))
+            .collect::<Result<_>>()?;
         let out = self
             .plan
             .run(values)

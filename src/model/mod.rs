@@ -12,6 +12,8 @@ use crate::engine::{Engine, Graph};
 
 pub mod contract;
 pub mod vad;
+pub mod transcribe;
+pub mod whisper;
 pub use contract::{Contract, FeatureSpec, Head, ModelType};
 
 /// Loads a hearken model file and validates its contract.
