@@ -29,6 +29,8 @@ enum Command {
     Vad(cli::vad::Args),
     /// Transcribe (or translate) audio files with a Whisper model directory.
     Transcribe(cli::transcribe::Args),
+    /// Word and character error rates of a Whisper model over a JSONL manifest.
+    Eval(cli::eval::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Features(a) => cli::features::run(a),
         Command::Vad(a) => cli::vad::run(a),
         Command::Transcribe(a) => cli::transcribe::run(a),
+        Command::Eval(a) => cli::eval::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

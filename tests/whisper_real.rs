@@ -175,3 +175,21 @@ fn real_whisper_incomplete_or_inconsistent_directory_is_refused() {
         assert!(err.contains("different exports"), "{err}");
     }
 }
+
+/// `hearken eval` reads a manifest, transcribes every line and reports corpus WER.
+#[test]
+fn real_whisper_eval_reports_corpus_wer() {
+    let Some(dir) = model_dir("whisper-tiny.en") else { return };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearken"))
+        .args(["eval", "--model", dir.to_str().unwrap(), "--manifest"])
+        .arg(common::fixture("speech/manifest.jsonl"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = stdout.lines().last().unwrap();
+    assert!(summary.starts_with("2 utterances"), "{summary}");
+    let wer: f64 = summary.split("WER ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+    // Measured 14.6% (tiny.en on the robotic long-form voice dominates).
+    assert!(wer < 30.0, "{summary}");
+}

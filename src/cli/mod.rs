@@ -7,6 +7,7 @@ use anyhow::Result;
 use hearken::engine::{Engine, EngineKind, ExecutionProvider, OrtOptions, TractOptions};
 
 pub mod engines;
+pub mod eval;
 pub mod features;
 pub mod inspect;
 pub mod transcribe;
