@@ -175,7 +175,9 @@ fn convert(a: ConvertArgs) -> Result<()> {
         a.parity_tolerance,
         t.elapsed().as_secs_f64()
     );
-    if !(diff <= a.parity_tolerance) || engines.is_some_and(|e| !(e <= a.parity_tolerance)) {
+    // NaN must fail the gate too, hence "not within" rather than "above".
+    let within = |d: f32| d.partial_cmp(&a.parity_tolerance).is_some_and(|o| o.is_le());
+    if !within(diff) || engines.is_some_and(|e| !within(e)) {
         bail!(
             "parity gate failed: logits differ by more than {:.0e}; not writing {}",
             a.parity_tolerance,

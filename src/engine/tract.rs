@@ -33,7 +33,7 @@ impl TractEngine {
         TractEngine { opts }
     }
 
-    fn from_proto(
+    fn load_proto(
         &self,
         proto: pb::ModelProto,
         path: &Path,
@@ -125,12 +125,12 @@ impl Engine for TractEngine {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let proto = decode(&bytes, path)?;
         let dir = path.parent().and_then(|d| d.to_str());
-        self.from_proto(proto, path, dir)
+        self.load_proto(proto, path, dir)
     }
 
     fn load_bytes(&self, bytes: &[u8]) -> Result<Arc<dyn Graph>> {
         let path = Path::new("<memory>");
-        self.from_proto(decode(bytes, path)?, path, None)
+        self.load_proto(decode(bytes, path)?, path, None)
     }
 }
 

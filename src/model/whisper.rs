@@ -219,7 +219,7 @@ impl DecoderState<'_> {
     /// Runs the decoder; returns all logits `(n_hyp, n_new, n_vocab)` row-major.
     fn run(&mut self, tokens: &[u32], n_hyp: usize) -> Result<Vec<f32>> {
         let p = &self.model.params;
-        if n_hyp == 0 || tokens.is_empty() || tokens.len() % n_hyp != 0 {
+        if n_hyp == 0 || tokens.is_empty() || !tokens.len().is_multiple_of(n_hyp) {
             return Err(Error::invalid(
                 "decoder tokens",
                 format!("a multiple of {n_hyp} hypotheses"),
