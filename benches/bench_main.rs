@@ -8,6 +8,7 @@
 //! Run: `cargo bench --bench bench_main` (all) or `cargo bench --bench bench_main -- logmel`.
 //! `benches/peers/` holds the same measurements for reference implementations.
 
+mod ctc;
 mod logmel;
 
-criterion::criterion_main!(logmel::benches);
+criterion::criterion_main!(logmel::benches, ctc::benches);
