@@ -54,7 +54,10 @@ pub fn to_bytes(t: &Tensor) -> Vec<u8> {
         [n] => format!("({n},)"),
         dims => format!(
             "({})",
-            dims.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+            dims.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
@@ -69,10 +72,18 @@ pub fn to_bytes(t: &Tensor) -> Vec<u8> {
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
     match t.data() {
-        TensorData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::F16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::F32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::F16(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
         TensorData::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
         TensorData::U8(v) => out.extend_from_slice(v),
         TensorData::I8(v) => out.extend(v.iter().map(|&b| b as u8)),
@@ -122,10 +133,16 @@ fn from_bytes(bytes: &[u8]) -> std::result::Result<Tensor, String> {
     }
     let chunks = body.chunks_exact(width);
     let data = match kind {
-        "f4" => TensorData::F32(chunks.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+        "f4" => TensorData::F32(
+            chunks
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
         "f8" => TensorData::F32(
             chunks
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
                 .collect(),
         ),
         "f2" => TensorData::F16(chunks.map(|c| f16::from_le_bytes([c[0], c[1]])).collect()),
@@ -134,7 +151,11 @@ fn from_bytes(bytes: &[u8]) -> std::result::Result<Tensor, String> {
                 .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                 .collect(),
         ),
-        "i4" => TensorData::I32(chunks.map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+        "i4" => TensorData::I32(
+            chunks
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
         "b1" => TensorData::Bool(body.iter().map(|&b| b != 0).collect()),
         "u1" => TensorData::U8(body.to_vec()),
         "i1" => TensorData::I8(body.iter().map(|&b| b as i8).collect()),
@@ -146,7 +167,9 @@ fn from_bytes(bytes: &[u8]) -> std::result::Result<Tensor, String> {
 /// The raw text after `'key':` up to the next top-level comma or closing brace.
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let at = header.find(&format!("'{key}'"))?;
-    let rest = header[at + key.len() + 2..].trim_start().strip_prefix(':')?;
+    let rest = header[at + key.len() + 2..]
+        .trim_start()
+        .strip_prefix(':')?;
     Some(rest.trim_start())
 }
 
@@ -167,7 +190,11 @@ fn parse_shape(header: &str) -> std::result::Result<Vec<usize>, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse::<usize>().map_err(|_| format!("bad dimension `{s}`")))
+        .map(|s| {
+            s.trim_end_matches('L')
+                .parse::<usize>()
+                .map_err(|_| format!("bad dimension `{s}`"))
+        })
         .collect()
 }
 
@@ -188,7 +215,10 @@ mod tests {
         ];
         for t in cases {
             let bytes = to_bytes(&t);
-            assert_eq!(bytes.iter().position(|&b| b == b'\n').map(|p| (p + 1) % 64), Some(0));
+            assert_eq!(
+                bytes.iter().position(|&b| b == b'\n').map(|p| (p + 1) % 64),
+                Some(0)
+            );
             assert_eq!(parse(&bytes).unwrap(), t);
         }
     }

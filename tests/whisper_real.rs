@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use hearken::decode::whisper::Search;
 use hearken::engine::Engine;
-use hearken::model::transcribe::{Language, Transcript, TranscribeOptions, transcribe};
+use hearken::model::transcribe::{Language, TranscribeOptions, Transcript, transcribe};
 use hearken::model::whisper::WhisperModel;
 use hearken::text::{EnglishTextNormalizer, WhisperTokenizer, wer};
 
@@ -35,7 +35,10 @@ fn model_dir(name: &str) -> Option<PathBuf> {
         "{} is missing under CI: models/setup.sh should have exported it",
         dir.display()
     );
-    eprintln!("skipping: {} absent (run `bash models/setup.sh`)", dir.display());
+    eprintln!(
+        "skipping: {} absent (run `bash models/setup.sh`)",
+        dir.display()
+    );
     None
 }
 
@@ -58,7 +61,9 @@ fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
 }
 
 fn beckett() -> Vec<f32> {
-    hearken::audio::load(root().join("models/assets/beckett.wav")).unwrap().samples
+    hearken::audio::load(root().join("models/assets/beckett.wav"))
+        .unwrap()
+        .samples
 }
 
 /// Measured (ort and tract agree): tiny.en 0/12 words wrong, greedy and beam 5; base 1/12
@@ -84,9 +89,25 @@ fn real_whisper_beckett_both_engines_greedy_and_beam() {
                 };
                 let t = run(engine.as_ref(), &dir, &audio, &opts);
                 let w = word_error_rate(BECKETT, &t.text);
-                eprintln!("{name} {} {search:?}: WER {w:.3}: {}", engine.name(), t.text);
-                assert!(w <= max_wer, "{name} on {} with {search:?}: WER {w:.3} > {max_wer}: {}", engine.name(), t.text);
-                assert_eq!(t.language.as_deref(), if name.ends_with(".en") { None } else { Some("en") });
+                eprintln!(
+                    "{name} {} {search:?}: WER {w:.3}: {}",
+                    engine.name(),
+                    t.text
+                );
+                assert!(
+                    w <= max_wer,
+                    "{name} on {} with {search:?}: WER {w:.3} > {max_wer}: {}",
+                    engine.name(),
+                    t.text
+                );
+                assert_eq!(
+                    t.language.as_deref(),
+                    if name.ends_with(".en") {
+                        None
+                    } else {
+                        Some("en")
+                    }
+                );
             }
         }
     }
@@ -95,8 +116,15 @@ fn real_whisper_beckett_both_engines_greedy_and_beam() {
 /// Language detection on the multilingual model finds English.
 #[test]
 fn real_whisper_base_detects_english() {
-    let Some(dir) = model_dir("whisper-base") else { return };
-    let t = run(common::tract().as_ref(), &dir, &beckett(), &TranscribeOptions::default());
+    let Some(dir) = model_dir("whisper-base") else {
+        return;
+    };
+    let t = run(
+        common::tract().as_ref(),
+        &dir,
+        &beckett(),
+        &TranscribeOptions::default(),
+    );
     assert_eq!(t.language.as_deref(), Some("en"));
 }
 
@@ -105,23 +133,38 @@ fn real_whisper_base_detects_english() {
 /// robotic voice, e.g. "Franceville" for "France built").
 #[test]
 fn real_whisper_longform_is_monotonic_without_repeats() {
-    let Some(dir) = model_dir("whisper-tiny.en") else { return };
-    let audio = hearken::audio::load(common::fixture("speech/longform.ogg")).unwrap().samples;
+    let Some(dir) = model_dir("whisper-tiny.en") else {
+        return;
+    };
+    let audio = hearken::audio::load(common::fixture("speech/longform.ogg"))
+        .unwrap()
+        .samples;
     let reference = std::fs::read_to_string(common::fixture("speech/longform.txt")).unwrap();
     for engine in engines() {
         let t = run(engine.as_ref(), &dir, &audio, &TranscribeOptions::default());
         assert!(t.segments.len() >= 6, "{} segments", t.segments.len());
         let mut last_end = 0.0;
         for s in &t.segments {
-            assert!(s.start_s >= last_end - 1e-6 && s.end_s > s.start_s, "non-monotonic segment {s:?}");
+            assert!(
+                s.start_s >= last_end - 1e-6 && s.end_s > s.start_s,
+                "non-monotonic segment {s:?}"
+            );
             last_end = s.end_s;
         }
-        assert!(last_end > 60.0, "transcript stops at {last_end} s of 72.7 s");
+        assert!(
+            last_end > 60.0,
+            "transcript stops at {last_end} s of 72.7 s"
+        );
         for pair in t.segments.windows(2) {
             assert_ne!(pair[0].text.trim(), pair[1].text.trim(), "repeated segment");
         }
         let w = word_error_rate(&reference, &t.text);
-        eprintln!("long-form {}: WER {w:.3}, {} segments, RTF {:.3}", engine.name(), t.segments.len(), t.timing.real_time_factor);
+        eprintln!(
+            "long-form {}: WER {w:.3}, {} segments, RTF {:.3}",
+            engine.name(),
+            t.segments.len(),
+            t.timing.real_time_factor
+        );
         assert!(w <= 0.30, "{}: WER {w:.3}: {}", engine.name(), t.text);
     }
 }
@@ -131,7 +174,9 @@ fn real_whisper_longform_is_monotonic_without_repeats() {
 /// rule. (Known gap: faint hiss around -70 dBFS still yields " you" from base.)
 #[test]
 fn real_whisper_silence_and_noise_give_no_text() {
-    let Some(dir) = model_dir("whisper-base") else { return };
+    let Some(dir) = model_dir("whisper-base") else {
+        return;
+    };
     let silence = vec![0.0f32; 16_000 * 10];
     let mut s = 0x9E37_79B9_7F4A_7C15u64;
     let noise: Vec<f32> = (0..16_000 * 10)
@@ -149,29 +194,47 @@ fn real_whisper_silence_and_noise_give_no_text() {
             ..TranscribeOptions::default()
         };
         let t = run(engine.as_ref(), &dir, audio, &opts);
-        assert!(t.text.trim().is_empty(), "{what} produced text: {:?}", t.text);
+        assert!(
+            t.text.trim().is_empty(),
+            "{what} produced text: {:?}",
+            t.text
+        );
     }
 }
 
 /// A directory that is incomplete or mixes exports is refused with a clear error.
 #[test]
 fn real_whisper_incomplete_or_inconsistent_directory_is_refused() {
-    let Some(dir) = model_dir("whisper-tiny.en") else { return };
+    let Some(dir) = model_dir("whisper-tiny.en") else {
+        return;
+    };
     let engine = common::tract();
     let tmp = tempfile::tempdir().unwrap();
-    let err = WhisperModel::load(engine.as_ref(), tmp.path()).err().unwrap().to_string();
-    assert!(err.contains("encoder.onnx") && err.contains("hearken-export convert"), "{err}");
+    let err = WhisperModel::load(engine.as_ref(), tmp.path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("encoder.onnx") && err.contains("hearken-export convert"),
+        "{err}"
+    );
 
     // An encoder where the decoder should be.
     std::fs::copy(dir.join("encoder.onnx"), tmp.path().join("encoder.onnx")).unwrap();
     std::fs::copy(dir.join("encoder.onnx"), tmp.path().join("decoder.onnx")).unwrap();
-    let err = WhisperModel::load(engine.as_ref(), tmp.path()).err().unwrap().to_string();
+    let err = WhisperModel::load(engine.as_ref(), tmp.path())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("expected a whisper-decoder graph"), "{err}");
 
     // Encoder and decoder of different models.
     if let Some(base) = model_dir("whisper-base") {
         std::fs::copy(base.join("decoder.onnx"), tmp.path().join("decoder.onnx")).unwrap();
-        let err = WhisperModel::load(engine.as_ref(), tmp.path()).err().unwrap().to_string();
+        let err = WhisperModel::load(engine.as_ref(), tmp.path())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("different exports"), "{err}");
     }
 }
@@ -179,17 +242,31 @@ fn real_whisper_incomplete_or_inconsistent_directory_is_refused() {
 /// `hearken eval` reads a manifest, transcribes every line and reports corpus WER.
 #[test]
 fn real_whisper_eval_reports_corpus_wer() {
-    let Some(dir) = model_dir("whisper-tiny.en") else { return };
+    let Some(dir) = model_dir("whisper-tiny.en") else {
+        return;
+    };
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearken"))
         .args(["eval", "--model", dir.to_str().unwrap(), "--manifest"])
         .arg(common::fixture("speech/manifest.jsonl"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary = stdout.lines().last().unwrap();
     assert!(summary.starts_with("2 utterances"), "{summary}");
-    let wer: f64 = summary.split("WER ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+    let wer: f64 = summary
+        .split("WER ")
+        .nth(1)
+        .unwrap()
+        .split('%')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     // Measured 14.6% (tiny.en on the robotic long-form voice dominates).
     assert!(wer < 30.0, "{summary}");
 }

@@ -85,7 +85,12 @@ fn parity_mel(path: Option<&Path>, n_mels: usize) -> Result<Vec<f32>> {
 }
 
 /// Max |ort - tract| over the logits of the same prompt: the two engines must agree too.
-fn ort_vs_tract(ckpt: &WhisperCheckpoint, onnx: &WhisperOnnx, mel: &[f32], tokens: &[u32]) -> Result<Option<f32>> {
+fn ort_vs_tract(
+    ckpt: &WhisperCheckpoint,
+    onnx: &WhisperOnnx,
+    mel: &[f32],
+    tokens: &[u32],
+) -> Result<Option<f32>> {
     let d = &ckpt.dims;
     let mut logits = Vec::new();
     for kind in [
@@ -104,7 +109,10 @@ fn ort_vs_tract(ckpt: &WhisperCheckpoint, onnx: &WhisperOnnx, mel: &[f32], token
         let dec = engine.load_bytes(&onnx.decoder)?;
         let mel_t = Tensor::from_f32([1, d.num_mel_bins, 3000], mel.to_vec())?;
         let cross = enc.run_refs(&[("mel", &mel_t)])?;
-        let ids = Tensor::from_i64([1, tokens.len()], tokens.iter().map(|&t| i64::from(t)).collect())?;
+        let ids = Tensor::from_i64(
+            [1, tokens.len()],
+            tokens.iter().map(|&t| i64::from(t)).collect(),
+        )?;
         let empty = Tensor::zeros_f32([d.decoder_layers, 1, 0, d.d_model]);
         let out = dec.run_refs(&[
             ("tokens", &ids),
@@ -171,12 +179,17 @@ fn convert(a: ConvertArgs) -> Result<()> {
     eprintln!(
         "parity over {} tokens: max |candle - tract| = {diff:.2e}{} (tolerance {:.0e}, {:.1} s)",
         tokens.len(),
-        engines.map(|e| format!(", max |ort - tract| = {e:.2e}")).unwrap_or_default(),
+        engines
+            .map(|e| format!(", max |ort - tract| = {e:.2e}"))
+            .unwrap_or_default(),
         a.parity_tolerance,
         t.elapsed().as_secs_f64()
     );
     // NaN must fail the gate too, hence "not within" rather than "above".
-    let within = |d: f32| d.partial_cmp(&a.parity_tolerance).is_some_and(|o| o.is_le());
+    let within = |d: f32| {
+        d.partial_cmp(&a.parity_tolerance)
+            .is_some_and(|o| o.is_le())
+    };
     if !within(diff) || engines.is_some_and(|e| !within(e)) {
         bail!(
             "parity gate failed: logits differ by more than {:.0e}; not writing {}",
@@ -188,12 +201,21 @@ fn convert(a: ConvertArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     std::fs::write(a.out.join("encoder.onnx"), &onnx.encoder)?;
     std::fs::write(a.out.join("decoder.onnx"), &onnx.decoder)?;
-    for name in ["tokenizer.json", "vocabulary.txt", "preprocessor_config.json"] {
+    for name in [
+        "tokenizer.json",
+        "vocabulary.txt",
+        "preprocessor_config.json",
+    ] {
         let src = a.src.join(name);
         if src.is_file() {
-            std::fs::copy(&src, a.out.join(name)).with_context(|| format!("copying {}", src.display()))?;
+            std::fs::copy(&src, a.out.join(name))
+                .with_context(|| format!("copying {}", src.display()))?;
         }
     }
-    eprintln!("wrote {} in {:.1} s", a.out.display(), t0.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {} in {:.1} s",
+        a.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -306,9 +306,7 @@ fn reference_runs_the_tiny_model_deterministically() {
 
 fn real_dir(name: &str) -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let candidates = [
-        root.join("models/ct2").join(format!("whisper-{name}")),
-    ];
+    let candidates = [root.join("models/ct2").join(format!("whisper-{name}"))];
     let found = candidates.iter().find(|d| d.join("model.bin").is_file());
     if found.is_none() {
         println!(

@@ -14,7 +14,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     if cfg!(feature = "tract") {
-        println!("tract  {}  (pure Rust; providers: cpu)", env!("HEARKEN_TRACT_VERSION"));
+        println!(
+            "tract  {}  (pure Rust; providers: cpu)",
+            env!("HEARKEN_TRACT_VERSION")
+        );
     } else {
         println!("tract  not compiled in (rebuild with --features tract)");
     }
@@ -28,7 +31,10 @@ pub fn run(args: Args) -> Result<()> {
                 info.path.display(),
                 providers.join(", ")
             );
-            for missing in ["cuda", "tensorrt"].iter().filter(|p| !providers.contains(p)) {
+            for missing in ["cuda", "tensorrt"]
+                .iter()
+                .filter(|p| !providers.contains(p))
+            {
                 println!("       {missing}: unavailable (not in this ONNX Runtime build)");
             }
         }

@@ -43,15 +43,24 @@ struct Line {
 pub fn run(args: Args) -> Result<()> {
     let file = std::fs::File::open(&args.manifest)
         .with_context(|| format!("opening {}", args.manifest.display()))?;
-    let base = args.manifest.parent().map(PathBuf::from).unwrap_or_default();
+    let base = args
+        .manifest
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let mut lines = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", args.manifest.display()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let l: Line = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: expected {{\"audio\": ..., \"text\": ...}}", args.manifest.display(), i + 1))?;
+        let l: Line = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "{}:{}: expected {{\"audio\": ..., \"text\": ...}}",
+                args.manifest.display(),
+                i + 1
+            )
+        })?;
         lines.push(l);
     }
     if lines.is_empty() {
@@ -80,7 +89,11 @@ pub fn run(args: Args) -> Result<()> {
     let (mut w, mut c) = (ErrorRate::default(), ErrorRate::default());
     let (mut audio_s, t0) = (0.0, Instant::now());
     for l in &lines {
-        let path = if l.audio.is_absolute() { l.audio.clone() } else { base.join(&l.audio) };
+        let path = if l.audio.is_absolute() {
+            l.audio.clone()
+        } else {
+            base.join(&l.audio)
+        };
         let pcm = hearken::audio::load(&path)?;
         audio_s += pcm.duration_s();
         let t = transcribe(&model, &tokenizer, &pcm.samples, &opts, &mut |_| {})?;
@@ -88,7 +101,12 @@ pub fn run(args: Args) -> Result<()> {
         let (e, n) = wer(&r, &h);
         w.add((e, n));
         c.add(cer(&r, &h));
-        println!("{}\tWER {:.3}\t{}", path.display(), e as f64 / n.max(1) as f64, t.text);
+        println!(
+            "{}\tWER {:.3}\t{}",
+            path.display(),
+            e as f64 / n.max(1) as f64,
+            t.text
+        );
     }
     let elapsed = t0.elapsed().as_secs_f64();
     println!(

@@ -38,7 +38,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     for (k, v) in graph.metadata() {
         let v = if v.chars().count() > 120 {
-            format!("{}… ({} bytes)", v.chars().take(120).collect::<String>(), v.len())
+            format!(
+                "{}… ({} bytes)",
+                v.chars().take(120).collect::<String>(),
+                v.len()
+            )
         } else {
             v.clone()
         };

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use hearken::decode::whisper::{Search, Task};
-use hearken::model::transcribe::{Language, Transcript, TranscribeOptions, transcribe};
+use hearken::model::transcribe::{Language, TranscribeOptions, Transcript, transcribe};
 use hearken::model::whisper::WhisperModel;
 use hearken::text::WhisperTokenizer;
 use serde::Serialize;
@@ -133,7 +133,12 @@ pub fn run(args: Args) -> Result<()> {
         let mut progress = |f: f64| {
             if show_progress {
                 let n = (f * 30.0).round() as usize;
-                eprint!("\r[{}{}] {:3.0}%", "#".repeat(n), " ".repeat(30 - n.min(30)), f * 100.0);
+                eprint!(
+                    "\r[{}{}] {:3.0}%",
+                    "#".repeat(n),
+                    " ".repeat(30 - n.min(30)),
+                    f * 100.0
+                );
                 let _ = std::io::stderr().flush();
             }
         };
@@ -161,7 +166,8 @@ pub fn run(args: Args) -> Result<()> {
             Some(dir) => {
                 let stem = file.file_stem().unwrap_or(file.as_os_str());
                 let path = dir.join(Path::new(stem).with_extension(args.format.ext()));
-                std::fs::write(&path, rendered).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, rendered)
+                    .with_context(|| format!("writing {}", path.display()))?;
                 eprintln!("{} -> {}", file.display(), path.display());
             }
             None => print!("{rendered}"),
@@ -201,7 +207,12 @@ fn subtitles(t: &Transcript, vtt: bool) -> String {
         if !vtt {
             out.push_str(&format!("{}\n", i + 1));
         }
-        out.push_str(&format!("{} --> {}\n{}\n\n", stamp(s.start_s), stamp(s.end_s), s.text.trim()));
+        out.push_str(&format!(
+            "{} --> {}\n{}\n\n",
+            stamp(s.start_s),
+            stamp(s.end_s),
+            s.text.trim()
+        ));
     }
     out
 }

@@ -272,7 +272,10 @@ impl Tensor {
                 self.data.len(),
             ));
         }
-        Ok(Tensor { shape, data: self.data })
+        Ok(Tensor {
+            shape,
+            data: self.data,
+        })
     }
 }
 

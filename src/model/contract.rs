@@ -126,9 +126,8 @@ impl FeatureSpec {
     /// The sample rate the model expects audio at.
     pub fn sample_rate_hz(&self) -> u32 {
         match self {
-            FeatureSpec::LogMel { sample_rate_hz, .. } | FeatureSpec::Waveform { sample_rate_hz, .. } => {
-                *sample_rate_hz
-            }
+            FeatureSpec::LogMel { sample_rate_hz, .. }
+            | FeatureSpec::Waveform { sample_rate_hz, .. } => *sample_rate_hz,
         }
     }
 }
@@ -216,7 +215,11 @@ impl Reader<'_> {
 
     fn json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<T> {
         let raw = self.str(key)?;
-        serde_json::from_str(raw).map_err(|e| self.err(format!("`{key}` is not valid JSON of the expected form: {e}")))
+        serde_json::from_str(raw).map_err(|e| {
+            self.err(format!(
+                "`{key}` is not valid JSON of the expected form: {e}"
+            ))
+        })
     }
 }
 
@@ -225,7 +228,10 @@ impl Contract {
     ///
     /// `path` only labels errors. Fails with [`Error::Contract`] naming the first key
     /// that is missing or wrong.
-    pub fn from_metadata(path: impl Into<PathBuf>, meta: &BTreeMap<String, String>) -> Result<Self> {
+    pub fn from_metadata(
+        path: impl Into<PathBuf>,
+        meta: &BTreeMap<String, String>,
+    ) -> Result<Self> {
         let path = path.into();
         let r = Reader { path: &path, meta };
         if meta.keys().all(|k| !k.starts_with("hearken.")) {
@@ -293,9 +299,7 @@ impl Contract {
                 if let Some(d) = &word_delimiter
                     && !vocab.contains(d)
                 {
-                    return Err(r.err(format!(
-                        "word delimiter `{d}` is not in the vocabulary"
-                    )));
+                    return Err(r.err(format!("word delimiter `{d}` is not in the vocabulary")));
                 }
                 Head::Ctc {
                     vocab,
@@ -364,7 +368,10 @@ impl Contract {
                 word_delimiter,
                 frame_stride_samples,
             } => {
-                put(keys::CTC_VOCAB, serde_json::Value::from(vocab.clone()).to_string());
+                put(
+                    keys::CTC_VOCAB,
+                    serde_json::Value::from(vocab.clone()).to_string(),
+                );
                 put(keys::CTC_BLANK_ID, blank_id.to_string());
                 if let Some(d) = word_delimiter {
                     put(keys::CTC_WORD_DELIMITER, d.clone());
@@ -372,7 +379,10 @@ impl Contract {
                 put(keys::FRAME_STRIDE_SAMPLES, frame_stride_samples.to_string());
             }
             Head::Classifier { labels } => {
-                put(keys::LABELS, serde_json::Value::from(labels.clone()).to_string());
+                put(
+                    keys::LABELS,
+                    serde_json::Value::from(labels.clone()).to_string(),
+                );
             }
         }
         m
@@ -420,7 +430,10 @@ mod tests {
     #[test]
     fn round_trips() {
         for c in [ctc(), whisper()] {
-            assert_eq!(Contract::from_metadata("m.onnx", &c.to_metadata()).unwrap(), c);
+            assert_eq!(
+                Contract::from_metadata("m.onnx", &c.to_metadata()).unwrap(),
+                c
+            );
         }
         let labels = Contract {
             model_type: ModelType::AudioClassification,
@@ -433,11 +446,16 @@ mod tests {
                 labels: vec!["angry".into(), "happy".into()],
             },
         };
-        assert_eq!(Contract::from_metadata("m", &labels.to_metadata()).unwrap(), labels);
+        assert_eq!(
+            Contract::from_metadata("m", &labels.to_metadata()).unwrap(),
+            labels
+        );
     }
 
     fn error_of(meta: &BTreeMap<String, String>) -> String {
-        Contract::from_metadata("dir/model.onnx", meta).unwrap_err().to_string()
+        Contract::from_metadata("dir/model.onnx", meta)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]

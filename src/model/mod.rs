@@ -11,8 +11,8 @@ use crate::Result;
 use crate::engine::{Engine, Graph};
 
 pub mod contract;
-pub mod vad;
 pub mod transcribe;
+pub mod vad;
 pub mod whisper;
 pub use contract::{Contract, FeatureSpec, Head, ModelType};
 

@@ -190,15 +190,20 @@ pub fn transcribe(
     };
     let text_of = |ids: &[u32]| tokenizer.decode(ids, true);
 
-    let mut language = match &opts.language {
-        Language::Code(code) => Some(tokenizer.language_token(code).ok_or_else(|| {
-            Error::invalid("language", "a Whisper language code or name", code)
-        })?),
-        Language::Auto => None,
-    };
+    let mut language =
+        match &opts.language {
+            Language::Code(code) => Some(tokenizer.language_token(code).ok_or_else(|| {
+                Error::invalid("language", "a Whisper language code or name", code)
+            })?),
+            Language::Auto => None,
+        };
     if !special.multilingual {
         if language.is_some() && opts.language != Language::Code("en".into()) {
-            return Err(Error::invalid("language", "en (English-only model)", format!("{:?}", opts.language)));
+            return Err(Error::invalid(
+                "language",
+                "en (English-only model)",
+                format!("{:?}", opts.language),
+            ));
         }
         language = None;
     }
@@ -247,7 +252,10 @@ pub fn transcribe(
 
         let t = Instant::now();
         let mut state = model.decoder(&audio);
-        let mut step = Counting { inner: &mut state, n: 0 };
+        let mut step = Counting {
+            inner: &mut state,
+            n: 0,
+        };
         if special.multilingual && language.is_none() {
             let (lang, _) = detect_language(&mut step, &special)?;
             language = Some(lang);
@@ -264,7 +272,12 @@ pub fn transcribe(
             continue;
         }
         let split = if opts.timestamps {
-            split_segments(&result.tokens, special.timestamp_begin, seek, segment_frames)
+            split_segments(
+                &result.tokens,
+                special.timestamp_begin,
+                seek,
+                segment_frames,
+            )
         } else {
             crate::decode::whisper::WindowSplit {
                 segments: vec![crate::decode::whisper::WindowSegment {
@@ -278,7 +291,11 @@ pub fn transcribe(
         };
         for s in &split.segments {
             let tokens = result.tokens[s.tokens.clone()].to_vec();
-            let text_tokens: Vec<u32> = tokens.iter().copied().filter(|&t| t < special.eot).collect();
+            let text_tokens: Vec<u32> = tokens
+                .iter()
+                .copied()
+                .filter(|&t| t < special.eot)
+                .collect();
             let text = text_of(&text_tokens);
             // OpenAI drops segments that are empty or zero-length.
             if text.trim().is_empty() || s.end_s <= s.start_s {
@@ -295,8 +312,17 @@ pub fn transcribe(
                 compression_ratio: result.compression_ratio,
             });
         }
-        all_tokens.extend(result.tokens.iter().copied().filter(|&t| t < special.eot || t >= special.timestamp_begin));
-        if crate::decode::whisper::longform::resets_prompt(opts.condition_on_previous_text, result.temperature) {
+        all_tokens.extend(
+            result
+                .tokens
+                .iter()
+                .copied()
+                .filter(|&t| t < special.eot || t >= special.timestamp_begin),
+        );
+        if crate::decode::whisper::longform::resets_prompt(
+            opts.condition_on_previous_text,
+            result.temperature,
+        ) {
             prompt_reset_since = all_tokens.len();
         }
         seek += split.seek_advance_frames.max(1);
@@ -305,10 +331,17 @@ pub fn transcribe(
 
     timing.total_ms = t_start.elapsed().as_secs_f64() * 1e3;
     timing.real_time_factor = timing.total_ms / 1e3 / timing.audio_s.max(1e-9);
-    let text = segments.iter().map(|s| s.text.as_str()).collect::<String>().trim().to_string();
+    let text = segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<String>()
+        .trim()
+        .to_string();
     Ok(Transcript {
         text,
-        language: language.and_then(|id| tokenizer.language_code(id)).map(str::to_string),
+        language: language
+            .and_then(|id| tokenizer.language_code(id))
+            .map(str::to_string),
         segments,
         timing,
     })

@@ -96,13 +96,21 @@ impl VadStream {
             ("state", Tensor::from_f32([2, 1, 128], self.state.clone())?),
             ("sr", Tensor::scalar_i64(16_000)),
         ])?;
-        let names: Vec<&str> = self.vad.graph.outputs().iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<&str> = self
+            .vad
+            .graph
+            .outputs()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
         let get = |name: &str| {
             names
                 .iter()
                 .position(|n| *n == name)
                 .and_then(|i| out.get(i))
-                .ok_or_else(|| Error::invalid("VAD outputs", name.to_string(), format!("{names:?}")))
+                .ok_or_else(|| {
+                    Error::invalid("VAD outputs", name.to_string(), format!("{names:?}"))
+                })
         };
         let prob = *get("output")?
             .as_f32()?
@@ -110,10 +118,15 @@ impl VadStream {
             .ok_or_else(|| Error::invalid("VAD output", "1 value", 0))?;
         let state = get("stateN")?.as_f32()?;
         if state.len() != STATE_LEN {
-            return Err(Error::invalid("VAD state", format!("{STATE_LEN} values"), state.len()));
+            return Err(Error::invalid(
+                "VAD state",
+                format!("{STATE_LEN} values"),
+                state.len(),
+            ));
         }
         self.state.copy_from_slice(state);
-        self.context.copy_from_slice(&window[WINDOW_SAMPLES - CONTEXT_SAMPLES..]);
+        self.context
+            .copy_from_slice(&window[WINDOW_SAMPLES - CONTEXT_SAMPLES..]);
         Ok(prob)
     }
 }
@@ -153,7 +166,10 @@ pub fn segments(
                 if silent >= min_silence_windows {
                     let end = i + 1 - silent;
                     if end - s >= min_speech_windows {
-                        out.push(SpeechSegment { start_s: to_s(s), end_s: to_s(end) });
+                        out.push(SpeechSegment {
+                            start_s: to_s(s),
+                            end_s: to_s(end),
+                        });
                     }
                     start = None;
                 }
@@ -165,7 +181,10 @@ pub fn segments(
     if let Some(s) = start {
         let end = probs.len() - silent;
         if end - s >= min_speech_windows {
-            out.push(SpeechSegment { start_s: to_s(s), end_s: to_s(end) });
+            out.push(SpeechSegment {
+                start_s: to_s(s),
+                end_s: to_s(end),
+            });
         }
     }
     out
@@ -177,7 +196,9 @@ mod tests {
 
     #[test]
     fn segments_apply_hysteresis_and_minimums() {
-        let p = [0.1, 0.9, 0.9, 0.5, 0.9, 0.1, 0.1, 0.1, 0.95, 0.1, 0.1, 0.1, 0.8, 0.8];
+        let p = [
+            0.1, 0.9, 0.9, 0.5, 0.9, 0.1, 0.1, 0.1, 0.95, 0.1, 0.1, 0.1, 0.8, 0.8,
+        ];
         let segs = segments(&p, 0.5, 2, 2);
         let w = WINDOW_SAMPLES as f32 / 16_000.0;
         // 0.5 at index 3 is above the low threshold (0.35): the first segment spans 1..5.
@@ -185,8 +206,14 @@ mod tests {
         assert_eq!(
             segs,
             vec![
-                SpeechSegment { start_s: w, end_s: 5.0 * w },
-                SpeechSegment { start_s: 12.0 * w, end_s: 14.0 * w },
+                SpeechSegment {
+                    start_s: w,
+                    end_s: 5.0 * w
+                },
+                SpeechSegment {
+                    start_s: 12.0 * w,
+                    end_s: 14.0 * w
+                },
             ]
         );
         assert!(segments(&[], 0.5, 1, 1).is_empty());

@@ -95,7 +95,11 @@ pub struct AudioContext {
     cross_v: Tensor,
 }
 
-fn load_checked(engine: &dyn Engine, path: &Path, want: ModelType) -> Result<(Arc<dyn Graph>, Contract)> {
+fn load_checked(
+    engine: &dyn Engine,
+    path: &Path,
+    want: ModelType,
+) -> Result<(Arc<dyn Graph>, Contract)> {
     if !path.is_file() {
         return Err(Error::Contract {
             path: path.to_path_buf(),
@@ -122,15 +126,18 @@ impl WhisperModel {
     /// Loads `encoder.onnx` and `decoder.onnx` from a hearken model directory and checks
     /// that their contracts agree.
     pub fn load(engine: &dyn Engine, dir: &Path) -> Result<Self> {
-        let (encoder, enc) = load_checked(engine, &dir.join("encoder.onnx"), ModelType::WhisperEncoder)?;
-        let (decoder, dec) = load_checked(engine, &dir.join("decoder.onnx"), ModelType::WhisperDecoder)?;
+        let (encoder, enc) =
+            load_checked(engine, &dir.join("encoder.onnx"), ModelType::WhisperEncoder)?;
+        let (decoder, dec) =
+            load_checked(engine, &dir.join("decoder.onnx"), ModelType::WhisperDecoder)?;
         let contract_err = |reason: String| Error::Contract {
             path: dir.to_path_buf(),
             reason,
         };
         if enc.head != dec.head || enc.features != dec.features {
             return Err(contract_err(
-                "encoder.onnx and decoder.onnx come from different exports (their metadata differ)".into(),
+                "encoder.onnx and decoder.onnx come from different exports (their metadata differ)"
+                    .into(),
             ));
         }
         let Head::Whisper { params } = &enc.head else {
@@ -176,7 +183,11 @@ impl WhisperModel {
         let t = Tensor::from_f32([1, mel.n_mels(), mel.n_frames()], mel.as_slice().to_vec())?;
         let mut out = self.encoder.run_refs(&[("mel", &t)])?.into_iter();
         let (Some(cross_k), Some(cross_v)) = (out.next(), out.next()) else {
-            return Err(Error::invalid("encoder outputs", "cross_k, cross_v", "fewer"));
+            return Err(Error::invalid(
+                "encoder outputs",
+                "cross_k, cross_v",
+                "fewer",
+            ));
         };
         Ok(AudioContext { cross_k, cross_v })
     }
@@ -241,7 +252,10 @@ impl DecoderState<'_> {
                 self.n_past + n_new,
             ));
         }
-        let ids = Tensor::from_i64([n_hyp, n_new], tokens.iter().map(|&t| i64::from(t)).collect())?;
+        let ids = Tensor::from_i64(
+            [n_hyp, n_new],
+            tokens.iter().map(|&t| i64::from(t)).collect(),
+        )?;
         let offset = Tensor::scalar_i64(self.n_past as i64);
         let out = self.model.decoder.run_refs(&[
             ("tokens", &ids),
@@ -256,7 +270,11 @@ impl DecoderState<'_> {
             .map_err(|v: Vec<Tensor>| Error::invalid("decoder outputs", "3", v.len()))?;
         let want = [p.n_text_layer, n_hyp, self.n_past + n_new, p.n_text_state];
         if new_k.shape() != want || new_v.shape() != want {
-            return Err(Error::invalid("decoder cache shape", format!("{want:?}"), format!("{:?}", new_k.shape())));
+            return Err(Error::invalid(
+                "decoder cache shape",
+                format!("{want:?}"),
+                format!("{:?}", new_k.shape()),
+            ));
         }
         self.self_k = new_k;
         self.self_v = new_v;
@@ -288,7 +306,11 @@ impl crate::decode::WhisperStep for DecoderState<'_> {
 
     fn reorder(&mut self, src: &[usize]) -> Result<()> {
         if let Some(&bad) = src.iter().find(|&&s| s >= self.n_hyp) {
-            return Err(Error::invalid("reorder source row", format!("< {}", self.n_hyp), bad));
+            return Err(Error::invalid(
+                "reorder source row",
+                format!("< {}", self.n_hyp),
+                bad,
+            ));
         }
         let p = &self.model.params;
         let row = self.n_past * p.n_text_state;
@@ -301,7 +323,10 @@ impl crate::decode::WhisperStep for DecoderState<'_> {
                     out.extend_from_slice(&data[base + s * row..base + (s + 1) * row]);
                 }
             }
-            Tensor::from_f32([p.n_text_layer, src.len(), self.n_past, p.n_text_state], out)
+            Tensor::from_f32(
+                [p.n_text_layer, src.len(), self.n_past, p.n_text_state],
+                out,
+            )
         };
         self.self_k = gather(&self.self_k)?;
         self.self_v = gather(&self.self_v)?;

@@ -8,7 +8,9 @@ use hearken::engine::{Engine, EngineKind, OrtOptions, TractOptions};
 
 /// `tests/fixtures/<rel>`.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 /// The tract engine.
@@ -25,7 +27,9 @@ pub fn ort() -> Option<Arc<dyn Engine>> {
     match EngineKind::Ort(OrtOptions::default()).build() {
         Ok(e) => Some(e),
         Err(hearken::Error::OrtLibraryNotFound { .. }) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipping the ONNX Runtime half: library absent (run `bash models/setup.sh`)");
+            eprintln!(
+                "skipping the ONNX Runtime half: library absent (run `bash models/setup.sh`)"
+            );
             None
         }
         Err(e) => panic!("ONNX Runtime engine unavailable: {e}"),
