@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, Weak};
 use tract_onnx::pb;
 use tract_onnx::prelude::Tensor as TractTensor;
 use tract_onnx::prelude::{
-    DatumType, InferenceFact, InferenceModelExt, IntoRunnable, TDim, TValue, TractResult,
-    TypedModel, TypedRunnableModel,
+    DatumType, InferenceFact, InferenceModelExt, IntoRunnable, SymbolValues, TDim, TValue,
+    TractResult, TypedModel, TypedRunnableModel,
 };
 
 use super::{DType, Dim, Engine, ExecutionProvider, Graph, IoSpec, TractOptions};
@@ -267,7 +267,9 @@ fn to_tract(t: &Tensor) -> TractResult<TractTensor> {
     }
 }
 
-fn from_tract(t: &TractTensor) -> Result<Tensor> {
+/// `symbols`: the values the run bound to the model's symbols, for outputs that tract
+/// computed as symbolic dimensions at plan time (`Shape` of a dynamic input).
+fn from_tract(t: &TractTensor, symbols: &SymbolValues) -> Result<Tensor> {
     let shape = t.shape().to_vec();
     let view = t.try_as_plain_ram().map_err(run_err)?;
     let data = match t.datum_type() {
@@ -280,11 +282,13 @@ fn from_tract(t: &TractTensor) -> Result<Tensor> {
         DatumType::I8 => TensorData::I8(view.as_slice::<i8>().map_err(run_err)?.to_vec()),
         // tract keeps shape arithmetic (Shape, Gather on shapes, Cast to INT64) as
         // symbolic dimensions; at run time they are concrete and cast to i64.
-        DatumType::TDim => {
-            let cast = t.cast_to::<i64>().map_err(run_err)?;
-            let view = cast.try_as_plain_ram().map_err(run_err)?;
-            TensorData::I64(view.as_slice::<i64>().map_err(run_err)?.to_vec())
-        }
+        DatumType::TDim => TensorData::I64(
+            view.as_slice::<TDim>()
+                .map_err(run_err)?
+                .iter()
+                .map(|d| d.eval(symbols).to_i64().map_err(run_err))
+                .collect::<Result<_>>()?,
+        ),
         other => return Err(run_err(format!("unsupported output type {other:?}"))),
     };
     Tensor::new(shape, data)
@@ -310,13 +314,25 @@ impl Graph for TractGraph {
     fn run_refs(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
         let ordered = order_inputs(&self.inputs, inputs)?;
         let values: tract_onnx::prelude::TVec<TValue> = ordered
-            .into_iter()
+            .iter()
             .map(|t| self.input_value(t))
             .collect::<Result<_>>()?;
+        // Symbol values from the inputs' named dimensions, for symbolic outputs.
+        let mut symbols = SymbolValues::default();
+        for (spec, t) in self.inputs.iter().zip(&ordered) {
+            for (d, &n) in spec.shape.iter().zip(t.shape()) {
+                if let Dim::Symbolic(name) = d
+                    && name != "?"
+                {
+                    symbols = symbols.with(&self.plan.model().sym(name), n as i64);
+                }
+            }
+        }
         let out = self
             .plan
             .run(values)
             .map_err(|e| run_err(format!("{e:#}")))?;
+        let symbols = &symbols;
         if out.len() != self.outputs.len() {
             return Err(run_err(format!(
                 "expected {} outputs, tract produced {}",
@@ -324,6 +340,6 @@ impl Graph for TractGraph {
                 out.len()
             )));
         }
-        out.iter().map(|v| from_tract(v)).collect()
+        out.iter().map(|v| from_tract(v, symbols)).collect()
     }
 }

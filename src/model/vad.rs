@@ -200,19 +200,19 @@ mod tests {
             0.1, 0.9, 0.9, 0.5, 0.9, 0.1, 0.1, 0.1, 0.95, 0.1, 0.1, 0.1, 0.8, 0.8,
         ];
         let segs = segments(&p, 0.5, 2, 2);
-        let w = WINDOW_SAMPLES as f32 / 16_000.0;
+        let at = |w: usize| (w * WINDOW_SAMPLES) as f32 / 16_000.0;
         // 0.5 at index 3 is above the low threshold (0.35): the first segment spans 1..5.
         // The lone 0.95 at 8 is too short; the trailing run 12..14 is kept.
         assert_eq!(
             segs,
             vec![
                 SpeechSegment {
-                    start_s: w,
-                    end_s: 5.0 * w
+                    start_s: at(1),
+                    end_s: at(5)
                 },
                 SpeechSegment {
-                    start_s: 12.0 * w,
-                    end_s: 14.0 * w
+                    start_s: at(12),
+                    end_s: at(14)
                 },
             ]
         );
