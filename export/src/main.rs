@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use hearken::engine::{EngineKind, OrtOptions, Tensor, TractOptions};
-use hearken_export::whisper::onnx::{Precision, WhisperOnnx, export, parity};
+use hearken::engine::{EngineKind, OrtOptions, TractOptions};
+use hearken_export::whisper::onnx::{Precision, WhisperOnnx, export, onnx_logits, parity};
 use hearken_export::whisper::{Reference, WhisperCheckpoint, load_dir};
 
 /// Import Hugging Face / CTranslate2 checkpoints and export them to ONNX for hearken.
@@ -91,44 +91,21 @@ fn ort_vs_tract(
     mel: &[f32],
     tokens: &[u32],
 ) -> Result<Option<f32>> {
-    let d = &ckpt.dims;
-    let mut logits = Vec::new();
-    for kind in [
-        EngineKind::Tract(TractOptions::default()),
-        EngineKind::Ort(OrtOptions::default()),
-    ] {
-        let engine = match kind.build() {
-            Ok(e) => e,
-            Err(hearken::Error::OrtLibraryNotFound { .. }) => {
-                eprintln!("parity: ONNX Runtime library absent; checked tract only");
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let enc = engine.load_bytes(&onnx.encoder)?;
-        let dec = engine.load_bytes(&onnx.decoder)?;
-        let mel_t = Tensor::from_f32([1, d.num_mel_bins, 3000], mel.to_vec())?;
-        let cross = enc.run_refs(&[("mel", &mel_t)])?;
-        let ids = Tensor::from_i64(
-            [1, tokens.len()],
-            tokens.iter().map(|&t| i64::from(t)).collect(),
-        )?;
-        let empty = Tensor::zeros_f32([d.decoder_layers, 1, 0, d.d_model]);
-        let out = dec.run_refs(&[
-            ("tokens", &ids),
-            ("self_k", &empty),
-            ("self_v", &empty),
-            ("cross_k", &cross[0]),
-            ("cross_v", &cross[1]),
-            ("offset", &Tensor::scalar_i64(0)),
-        ])?;
-        logits.push(out[0].to_f32_vec());
-    }
+    let ort = match EngineKind::Ort(OrtOptions::default()).build() {
+        Ok(e) => e,
+        Err(hearken::Error::OrtLibraryNotFound { .. }) => {
+            eprintln!("parity: ONNX Runtime library absent; checked tract only");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let tract = EngineKind::Tract(TractOptions::default()).build()?;
+    let a = onnx_logits(ort.as_ref(), ckpt, onnx, mel, tokens)?;
+    let b = onnx_logits(tract.as_ref(), ckpt, onnx, mel, tokens)?;
     Ok(Some(
-        logits[0]
-            .iter()
-            .zip(&logits[1])
-            .map(|(a, b)| (a - b).abs())
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
             .fold(0.0, f32::max),
     ))
 }

@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType as CandleDType, Device, Tensor as CandleTensor};
 use half::f16;
-use hearken::engine::{DType, EngineKind, Tensor, TractOptions};
+use hearken::engine::{DType, Engine, EngineKind, Tensor, TractOptions};
 use hearken::model::contract::{Contract, FeatureSpec, Head, ModelType};
 
 use super::{WhisperCheckpoint, WhisperDims};
@@ -225,6 +225,51 @@ pub fn write_dir(
     Ok(())
 }
 
+/// Logits of the exported graphs on `engine` for one window: `tokens` decoded in one
+/// call from an empty cache. Returns (n_tokens, n_vocab) row-major.
+///
+/// `mel`: (n_mels, 3000) row-major log-mel features. Fails with [`Error::Runtime`] when
+/// the engine cannot load or run a graph.
+pub fn onnx_logits(
+    engine: &dyn Engine,
+    ckpt: &WhisperCheckpoint,
+    onnx: &WhisperOnnx,
+    mel: &[f32],
+    tokens: &[u32],
+) -> Result<Vec<f32>> {
+    let d = &ckpt.dims;
+    let encoder = engine
+        .load_bytes(&onnx.encoder)
+        .map_err(runtime_err("loading encoder.onnx"))?;
+    let decoder = engine
+        .load_bytes(&onnx.decoder)
+        .map_err(runtime_err("loading decoder.onnx"))?;
+    let mel = Tensor::from_f32([1, d.num_mel_bins, N_FRAMES], mel.to_vec())
+        .map_err(runtime_err("mel"))?;
+    let cross = encoder
+        .run_refs(&[("mel", &mel)])
+        .map_err(runtime_err("running encoder.onnx"))?;
+    let [cross_k, cross_v] = <[Tensor; 2]>::try_from(cross).map_err(|v| Error::InvalidInput {
+        what: "encoder.onnx outputs".into(),
+        expected: "2".into(),
+        got: v.len().to_string(),
+    })?;
+    let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+    let tokens = Tensor::from_i64([1, ids.len()], ids).map_err(runtime_err("tokens"))?;
+    let empty = Tensor::zeros_f32([d.decoder_layers, 1, 0, d.d_model]);
+    let out = decoder
+        .run_refs(&[
+            ("tokens", &tokens),
+            ("self_k", &empty),
+            ("self_v", &empty),
+            ("cross_k", &cross_k),
+            ("cross_v", &cross_v),
+            ("offset", &Tensor::scalar_i64(0)),
+        ])
+        .map_err(runtime_err("running decoder.onnx"))?;
+    Ok(out.first().map(Tensor::to_f32_vec).unwrap_or_default())
+}
+
 /// The export parity gate: the largest absolute difference between the exported graphs'
 /// logits (run by tract, the engine every build has) and the candle
 /// [`Reference`](super::Reference)'s, for one window.
@@ -255,40 +300,10 @@ pub fn parity(
         });
     }
     let want = super::Reference::new(ckpt)?.logits(mel, tokens)?;
-
     let engine = EngineKind::Tract(TractOptions::default())
         .build()
         .map_err(runtime_err("building the tract engine"))?;
-    let encoder = engine
-        .load_bytes(&onnx.encoder)
-        .map_err(runtime_err("loading encoder.onnx"))?;
-    let decoder = engine
-        .load_bytes(&onnx.decoder)
-        .map_err(runtime_err("loading decoder.onnx"))?;
-    let mel = Tensor::from_f32([1, n_mels, N_FRAMES], mel.to_vec()).map_err(runtime_err("mel"))?;
-    let cross = encoder
-        .run(&[("mel", mel)])
-        .map_err(runtime_err("running encoder.onnx"))?;
-    let [cross_k, cross_v] = <[Tensor; 2]>::try_from(cross).map_err(|v| Error::InvalidInput {
-        what: "encoder.onnx outputs".into(),
-        expected: "2".into(),
-        got: v.len().to_string(),
-    })?;
-    let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
-    let tokens = Tensor::from_i64([1, ids.len()], ids).map_err(runtime_err("tokens"))?;
-    let empty = Tensor::from_f32([d.decoder_layers, 1, 0, d.d_model], vec![])
-        .map_err(runtime_err("cache"))?;
-    let out = decoder
-        .run(&[
-            ("tokens", tokens),
-            ("self_k", empty.clone()),
-            ("self_v", empty),
-            ("cross_k", cross_k),
-            ("cross_v", cross_v),
-            ("offset", Tensor::scalar_i64(0)),
-        ])
-        .map_err(runtime_err("running decoder.onnx"))?;
-    let got = out.first().map(Tensor::to_f32_vec).unwrap_or_default();
+    let got = onnx_logits(engine.as_ref(), ckpt, onnx, mel, tokens)?;
     if got.len() != want.len() {
         return Err(Error::InvalidInput {
             what: "decoder.onnx logits".into(),
