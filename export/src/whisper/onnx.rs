@@ -508,6 +508,30 @@ impl Weights<'_> {
         self.fused_linear(b, prefix, &[(scale, prefix.to_owned())])
     }
 
+    /// The weights of the self-attention block `attn` (e.g. `encoder.layers.0.self_attn`):
+    /// its pre-LayerNorm, q/k/v fused into one linear layer with q scaled by `q_scale`,
+    /// and the output projection, as `(layer_norm, qkv, out)` pairs of stored names.
+    #[allow(clippy::type_complexity)]
+    fn self_attention(
+        &self,
+        b: &mut GraphBuilder,
+        attn: &str,
+        q_scale: f64,
+    ) -> Result<((String, String), (String, String), (String, String))> {
+        let ln = self.layer_norm(b, &format!("{attn}_layer_norm"))?;
+        let qkv = self.fused_linear(
+            b,
+            &format!("{attn}.qkv_proj"),
+            &[
+                (q_scale, format!("{attn}.q_proj")),
+                (1.0, format!("{attn}.k_proj")),
+                (1.0, format!("{attn}.v_proj")),
+            ],
+        )?;
+        let out = self.linear(b, &format!("{attn}.out_proj"), 1.0)?;
+        Ok((ln, qkv, out))
+    }
+
     /// Stores a LayerNorm's `(weight, bias)`.
     fn layer_norm(&self, b: &mut GraphBuilder, prefix: &str) -> Result<(String, String)> {
         Ok((
@@ -735,17 +759,7 @@ fn encoder_graph(w: &Weights) -> Result<GraphBuilder> {
     for l in 0..d.encoder_layers {
         let prefix = format!("encoder.layers.{l}");
         let attn = format!("{prefix}.self_attn");
-        let ln = w.layer_norm(&mut b, &format!("{attn}_layer_norm"))?;
-        let qkv = w.fused_linear(
-            &mut b,
-            &format!("{attn}.qkv_proj"),
-            &[
-                (scale, format!("{attn}.q_proj")),
-                (1.0, format!("{attn}.k_proj")),
-                (1.0, format!("{attn}.v_proj")),
-            ],
-        )?;
-        let out = w.linear(&mut b, &format!("{attn}.out_proj"), 1.0)?;
+        let (ln, qkv, out) = w.self_attention(&mut b, &attn, scale)?;
         x = b.scoped(&attn, |b| {
             let h = layer_norm(b, &x, &ln);
             // One product for q, k, v: (batch, T, 3 d) -> (batch, 3 n_head, T, head_dim),
@@ -872,17 +886,7 @@ fn decoder_graph(w: &Weights) -> Result<GraphBuilder> {
 
         // Self-attention over the cache and the new positions.
         let attn = format!("{prefix}.self_attn");
-        let ln = w.layer_norm(&mut b, &format!("{attn}_layer_norm"))?;
-        let qkv = w.fused_linear(
-            &mut b,
-            &format!("{attn}.qkv_proj"),
-            &[
-                (scale, format!("{attn}.q_proj")),
-                (1.0, format!("{attn}.k_proj")),
-                (1.0, format!("{attn}.v_proj")),
-            ],
-        )?;
-        let out = w.linear(&mut b, &format!("{attn}.out_proj"), 1.0)?;
+        let (ln, qkv, out) = w.self_attention(&mut b, &attn, scale)?;
         let (y, k_all, v_all) = b.scoped(&attn, |b| {
             let h = layer_norm(b, &x, &ln);
             let qkv = affine(b, &h, &qkv);
