@@ -11,4 +11,5 @@
 
 pub mod ct2;
 pub mod onnx;
+pub mod wav2vec2;
 pub mod whisper;

@@ -580,14 +580,6 @@ fn f16_weights_halve_the_file_and_keep_the_logits() {
 }
 
 #[test]
-fn int8_is_not_implemented_yet() {
-    let e = wonnx::export(&fixture().ckpt, Precision::Int8)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("not implemented"), "{e}");
-}
-
-#[test]
 fn bad_checkpoints_are_errors() {
     let mut ckpt = fixture().ckpt.clone();
     ckpt.tensors.remove("model.decoder.layers.1.fc2.bias");
