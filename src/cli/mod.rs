@@ -6,11 +6,14 @@ use std::sync::Arc;
 use anyhow::Result;
 use hearken::engine::{Engine, EngineKind, ExecutionProvider, OrtOptions, TractOptions};
 
+pub mod bench;
+pub mod classify;
 pub mod engines;
 pub mod eval;
 pub mod features;
 pub mod inspect;
 pub mod transcribe;
+pub mod transcribe_ctc;
 pub mod vad;
 
 /// Engine selection flags, shared by every command that runs a model.

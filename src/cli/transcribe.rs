@@ -1,4 +1,5 @@
-//! `hearken transcribe`: audio files to text with a Whisper model directory.
+//! `hearken transcribe`: audio files to text with a Whisper or a CTC (Wav2Vec2 /
+//! HuBERT) model directory; the model's metadata picks the decoder.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -42,13 +43,27 @@ impl Format {
 pub struct Args {
     /// Audio files (WAV, FLAC, MP3, OGG/Vorbis).
     #[arg(required = true)]
-    files: Vec<PathBuf>,
-    /// hearken Whisper model directory (encoder.onnx, decoder.onnx, tokenizer files).
+    pub(super) files: Vec<PathBuf>,
+    /// hearken model directory: Whisper (encoder.onnx, decoder.onnx, tokenizer files) or
+    /// CTC (model.onnx).
     #[arg(long, default_value = "models/whisper-base")]
-    model: PathBuf,
-    /// Beam size (1 or absent: greedy).
+    pub(super) model: PathBuf,
+    /// Beam size (1 or absent: greedy; CTC with --lm or --hotword: 16).
     #[arg(long)]
-    beam: Option<usize>,
+    pub(super) beam: Option<usize>,
+    /// CTC: ARPA n-gram word language model for shallow fusion (beam search).
+    #[arg(long)]
+    pub(super) lm: Option<PathBuf>,
+    /// CTC: language-model weight.
+    #[arg(long, default_value_t = 0.5)]
+    pub(super) alpha: f32,
+    /// CTC: word insertion bonus.
+    #[arg(long, default_value_t = 1.0)]
+    pub(super) beta: f32,
+    /// CTC: boost a word or phrase, `WORD[:BONUS]` (repeatable; bonus per token, default
+    /// 1.5).
+    #[arg(long)]
+    pub(super) hotword: Vec<String>,
     /// Beam search patience (finished hypotheses collected = beam * patience).
     #[arg(long, default_value_t = 1.0)]
     patience: f32,
@@ -69,12 +84,12 @@ pub struct Args {
     no_condition_on_previous_text: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "txt")]
-    format: Format,
+    pub(super) format: Format,
     /// Write `<file stem>.<format>` here instead of printing.
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub(super) out: Option<PathBuf>,
     #[command(flatten)]
-    engine: EngineArgs,
+    pub(super) engine: EngineArgs,
 }
 
 #[derive(Serialize)]
@@ -89,6 +104,15 @@ struct JsonOut<'a> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.model.join("model.onnx").is_file() {
+        return super::transcribe_ctc::run(&args);
+    }
+    if !args.hotword.is_empty() || args.lm.is_some() {
+        bail!(
+            "--lm and --hotword apply to CTC models; {} is a Whisper model (use --initial-prompt)",
+            args.model.display()
+        );
+    }
     let engine = args.engine.build()?;
     let t_load = Instant::now();
     let model = WhisperModel::load(engine.as_ref(), &args.model)?;
@@ -162,16 +186,7 @@ pub fn run(args: Args) -> Result<()> {
             Format::Srt => subtitles(&transcript, false),
             Format::Vtt => subtitles(&transcript, true),
         };
-        match &args.out {
-            Some(dir) => {
-                let stem = file.file_stem().unwrap_or(file.as_os_str());
-                let path = dir.join(Path::new(stem).with_extension(args.format.ext()));
-                std::fs::write(&path, rendered)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                eprintln!("{} -> {}", file.display(), path.display());
-            }
-            None => print!("{rendered}"),
-        }
+        emit(file, &rendered, args.out.as_deref(), args.format)?;
         let t = &transcript.timing;
         eprintln!(
             "{}: {:.2} s audio, language {}, load {:.0} ms, features {:.0} ms, encoder {:.0} ms, decoder {:.0} ms ({} steps), total {:.0} ms, RTF {:.3} ({})",
@@ -191,8 +206,33 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Prints `rendered`, or writes it to `<out>/<file stem>.<format>`.
+pub(super) fn emit(file: &Path, rendered: &str, out: Option<&Path>, format: Format) -> Result<()> {
+    match out {
+        Some(dir) => {
+            let stem = file.file_stem().unwrap_or(file.as_os_str());
+            let path = dir.join(Path::new(stem).with_extension(format.ext()));
+            std::fs::write(&path, rendered)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("{} -> {}", file.display(), path.display());
+        }
+        None => print!("{rendered}"),
+    }
+    Ok(())
+}
+
 /// SubRip (`00:00:01,500`) or WebVTT (`00:00:01.500`) cues, one per segment.
 fn subtitles(t: &Transcript, vtt: bool) -> String {
+    let cues: Vec<(f64, f64, &str)> = t
+        .segments
+        .iter()
+        .map(|s| (s.start_s, s.end_s, s.text.trim()))
+        .collect();
+    render_cues(&cues, vtt)
+}
+
+/// SubRip (`00:00:01,500`) or WebVTT (`00:00:01.500`) text of `(start_s, end_s, text)` cues.
+pub(super) fn render_cues(cues: &[(f64, f64, &str)], vtt: bool) -> String {
     let stamp = |s: f64| {
         let ms = (s.max(0.0) * 1000.0).round() as u64;
         let (h, m, sec, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
@@ -203,15 +243,15 @@ fn subtitles(t: &Transcript, vtt: bool) -> String {
     if vtt {
         out.push_str("WEBVTT\n\n");
     }
-    for (i, s) in t.segments.iter().enumerate() {
+    for (i, (start, end, text)) in cues.iter().enumerate() {
         if !vtt {
             out.push_str(&format!("{}\n", i + 1));
         }
         out.push_str(&format!(
             "{} --> {}\n{}\n\n",
-            stamp(s.start_s),
-            stamp(s.end_s),
-            s.text.trim()
+            stamp(*start),
+            stamp(*end),
+            text
         ));
     }
     out

@@ -66,6 +66,17 @@ pub trait Graph: Send + Sync {
     /// backend can read them in place (ONNX Runtime).
     fn run_refs(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>>;
 
+    /// Which execution provider ran each node: provider short name (`cpu`, `cuda`,
+    /// `tensorrt`, or ONNX Runtime's own name for others) → node names, sorted.
+    ///
+    /// Only graphs loaded with [`OrtOptions::profile_nodes`] can tell; the others return
+    /// `Ok(None)` (tract runs every node on the CPU). The report covers the nodes that ran
+    /// since the load, so call it after a run; the first call ends the recording and later
+    /// calls return the same report.
+    fn node_providers(&self) -> Result<Option<BTreeMap<String, Vec<String>>>> {
+        Ok(None)
+    }
+
     /// Runs the graph on owned inputs; see [`Graph::run_refs`].
     fn run(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<Tensor>> {
         let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (*n, t)).collect();
@@ -200,6 +211,15 @@ pub struct OrtOptions {
     pub inter_threads: usize,
     /// Graph optimization level.
     pub opt_level: OptLevel,
+    /// When a GPU provider registered, fail the load if ONNX Runtime would still run some
+    /// node on the CPU (its `session.disable_cpu_ep_fallback`). ONNX Runtime refuses this
+    /// together with an explicit CPU provider, so leave [`ExecutionProvider::Cpu`] out of
+    /// `providers` when setting it.
+    pub disable_cpu_fallback: bool,
+    /// Record which provider runs each node (ONNX Runtime's profiler), read back with
+    /// [`Graph::node_providers`]. Every run is profiled until then: do not time a graph
+    /// loaded with this.
+    pub profile_nodes: bool,
 }
 
 /// Options of the tract engine.

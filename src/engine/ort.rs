@@ -8,9 +8,15 @@
 //!
 //! Execution providers are registered one by one on each session so that hearken knows
 //! which ones really took, instead of trusting ONNX Runtime's silent fallback to CPU.
+//! Registration is not the whole story: a registered GPU provider may still leave nodes
+//! it has no kernel for to the CPU. [`OrtOptions::disable_cpu_fallback`] makes ONNX
+//! Runtime refuse such a session, and [`OrtOptions::profile_nodes`] tells which nodes went
+//! where, read from ONNX Runtime's profiler output (the only place the C API reports the
+//! assignment) by [`node_providers_from_profile`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ort::ep::ExecutionProvider as _;
@@ -205,10 +211,50 @@ impl OrtEngine {
                 }
             }
         }
+        let gpu_registered = registered.iter().any(|&p| p != ExecutionProvider::Cpu);
+        if self.opts.disable_cpu_fallback && gpu_registered {
+            if self.opts.providers.contains(&ExecutionProvider::Cpu) {
+                return Err(Error::invalid(
+                    "execution providers",
+                    "no explicit cpu when CPU fallback is disabled",
+                    "cpu in the list",
+                ));
+            }
+            b = b
+                .with_config_entry("session.disable_cpu_ep_fallback", "1")
+                .map_err(|e| fail(e.into()))?;
+        }
+        if self.opts.profile_nodes {
+            b = b
+                .with_profiling(profile_prefix())
+                .map_err(|e| fail(e.into()))?;
+        }
         if !registered.contains(&ExecutionProvider::Cpu) {
             registered.push(ExecutionProvider::Cpu);
         }
         Ok((b, registered))
+    }
+
+    /// The load error, made clear when ONNX Runtime refused CPU fallback.
+    fn commit_err(&self, path: &Path, providers: &[ExecutionProvider], e: &ort::Error) -> Error {
+        let mut reason = one_line(&e.to_string());
+        if self.opts.disable_cpu_fallback && reason.contains("fallback to CPU EP") {
+            let gpu: Vec<&str> = providers
+                .iter()
+                .filter(|&&p| p != ExecutionProvider::Cpu)
+                .map(|p| p.name())
+                .collect();
+            reason = format!(
+                "some nodes cannot run on {} and CPU fallback is disabled; profile the graph \
+                 with fallback allowed to see which ({reason})",
+                gpu.join(", ")
+            );
+        }
+        Error::ModelLoad {
+            path: path.to_path_buf(),
+            engine: "ort",
+            reason,
+        }
     }
 
     fn finish(
@@ -240,6 +286,11 @@ impl OrtEngine {
             outputs,
             metadata,
             providers,
+            profile: Mutex::new(if self.opts.profile_nodes {
+                Profile::Recording
+            } else {
+                Profile::Off
+            }),
         }))
     }
 }
@@ -291,22 +342,18 @@ impl Engine for OrtEngine {
             ));
         }
         let (mut b, providers) = self.builder(path)?;
-        let session = b.commit_from_file(path).map_err(|e| Error::ModelLoad {
-            path: path.to_path_buf(),
-            engine: "ort",
-            reason: one_line(&e.to_string()),
-        })?;
+        let session = b
+            .commit_from_file(path)
+            .map_err(|e| self.commit_err(path, &providers, &e))?;
         self.finish(session, providers)
     }
 
     fn load_bytes(&self, bytes: &[u8]) -> Result<Arc<dyn Graph>> {
         let path = Path::new("<memory>");
         let (mut b, providers) = self.builder(path)?;
-        let session = b.commit_from_memory(bytes).map_err(|e| Error::ModelLoad {
-            path: path.to_path_buf(),
-            engine: "ort",
-            reason: one_line(&e.to_string()),
-        })?;
+        let session = b
+            .commit_from_memory(bytes)
+            .map_err(|e| self.commit_err(path, &providers, &e))?;
         self.finish(session, providers)
     }
 }
@@ -371,6 +418,127 @@ struct OrtGraph {
     outputs: Vec<IoSpec>,
     metadata: BTreeMap<String, String>,
     providers: Vec<ExecutionProvider>,
+    profile: Mutex<Profile>,
+}
+
+/// Node-assignment recording of one graph ([`OrtOptions::profile_nodes`]).
+enum Profile {
+    /// Loaded without profiling.
+    Off,
+    /// ONNX Runtime is recording; the report is read at the first request.
+    Recording,
+    /// Recording ended; the report.
+    Done(BTreeMap<String, Vec<String>>),
+}
+
+/// A fresh profile file prefix in the temporary folder; ONNX Runtime appends the date
+/// and `.json`.
+fn profile_prefix() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "hearken-ort-profile-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// hearken's short name for an ONNX Runtime provider name.
+fn provider_short_name(ort_name: &str) -> String {
+    match ort_name {
+        "CPUExecutionProvider" => "cpu".into(),
+        "CUDAExecutionProvider" => "cuda".into(),
+        "TensorrtExecutionProvider" => "tensorrt".into(),
+        other => other.into(),
+    }
+}
+
+/// Which provider ran each node, from the text of an ONNX Runtime profile: provider short
+/// name → distinct node names, sorted.
+///
+/// The profile is a JSON array of trace events; a node's kernel run is an event with
+/// `"cat": "Node"`, `"name": "<node>_kernel_time"` and `args.provider` naming the provider
+/// (other node events, such as `_fence_before`, carry no provider and are skipped). ONNX
+/// Runtime writes names without escaping them, so when the text is not valid JSON (a node
+/// name holding a quote or backslash) the events are read line by line instead, one per
+/// line as ONNX Runtime writes them.
+pub(crate) fn node_providers_from_profile(text: &str) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut by_provider: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut add = |name: &str, provider: &str| {
+        let node = name.strip_suffix("_kernel_time").unwrap_or(name);
+        by_provider
+            .entry(provider_short_name(provider))
+            .or_default()
+            .insert(node.to_string());
+    };
+    match serde_json::from_str::<Vec<serde_json::Value>>(text) {
+        Ok(events) => {
+            for e in &events {
+                if e.get("cat").and_then(|c| c.as_str()) != Some("Node") {
+                    continue;
+                }
+                let name = e.get("name").and_then(|n| n.as_str());
+                let provider = e.pointer("/args/provider").and_then(|p| p.as_str());
+                if let (Some(name), Some(provider)) = (name, provider) {
+                    add(name, provider);
+                }
+            }
+        }
+        Err(json_err) => {
+            let mut any = false;
+            for line in text.lines() {
+                if !line.contains(r#""cat" : "Node""#) {
+                    continue;
+                }
+                let between = |start: &str, end: &str| {
+                    let from = line.find(start)? + start.len();
+                    let len = line[from..].find(end)?;
+                    Some(&line[from..from + len])
+                };
+                let name = between(r#""name" :""#, r#"","args""#);
+                let provider = between(r#""provider" : ""#, "\"");
+                if let (Some(name), Some(provider)) = (name, provider) {
+                    add(name, provider);
+                    any = true;
+                }
+            }
+            if !any && !text.trim().is_empty() {
+                return Err(Error::invalid(
+                    "ONNX Runtime profile",
+                    "a JSON array of trace events",
+                    format!("unreadable text ({json_err})"),
+                ));
+            }
+        }
+    }
+    Ok(by_provider
+        .into_iter()
+        .map(|(p, nodes)| (p, nodes.into_iter().collect()))
+        .collect())
+}
+
+impl OrtGraph {
+    /// Ends ONNX Runtime's profiling and reads the report back, removing the file.
+    fn end_profile(&self) -> Result<BTreeMap<String, Vec<String>>> {
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let file = PathBuf::from(session.end_profiling().map_err(run_err)?);
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e));
+        // The file is ours and only read once; a failed removal leaves a stray temp file.
+        let _ = std::fs::remove_file(&file);
+        node_providers_from_profile(&text?)
+    }
+}
+
+impl Drop for OrtGraph {
+    fn drop(&mut self) {
+        // ONNX Runtime writes the profile when the session ends: remove it if unread.
+        let recording = matches!(
+            *self.profile.get_mut().unwrap_or_else(|e| e.into_inner()),
+            Profile::Recording
+        );
+        if recording {
+            let _ = self.end_profile();
+        }
+    }
 }
 
 fn run_err(e: impl std::fmt::Display) -> Error {
@@ -437,6 +605,19 @@ impl Graph for OrtGraph {
         &self.providers
     }
 
+    fn node_providers(&self) -> Result<Option<BTreeMap<String, Vec<String>>>> {
+        let mut profile = self.profile.lock().unwrap_or_else(|e| e.into_inner());
+        match &*profile {
+            Profile::Off => Ok(None),
+            Profile::Done(report) => Ok(Some(report.clone())),
+            Profile::Recording => {
+                let report = self.end_profile()?;
+                *profile = Profile::Done(report.clone());
+                Ok(Some(report))
+            }
+        }
+    }
+
     fn run_refs(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
         let ordered = order_inputs(&self.inputs, inputs)?;
         let values: Vec<(&str, SessionInputValue<'_>)> = self
@@ -456,5 +637,52 @@ impl Graph for OrtGraph {
                 from_value(&spec.name, v)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events as ONNX Runtime 1.31 writes them: session events, a fence event without a
+    /// provider, and the same node run twice.
+    const PROFILE: &str = r#"[
+{"cat" : "Session","pid" :1,"tid" :1,"dur" :120,"ts" :3,"ph" : "X","name" :"model_loading_uri","args" : {}},
+{"cat" : "Node","pid" :1,"tid" :1,"dur" :0,"ts" :200,"ph" : "X","name" :"/conv1/Conv_fence_before","args" : {"op_name" : "Conv"}},
+{"cat" : "Node","pid" :1,"tid" :1,"dur" :40,"ts" :201,"ph" : "X","name" :"/conv1/Conv_kernel_time","args" : {"op_name" : "Conv","provider" : "CUDAExecutionProvider"}},
+{"cat" : "Node","pid" :1,"tid" :1,"dur" :2,"ts" :250,"ph" : "X","name" :"/Shape_kernel_time","args" : {"op_name" : "Shape","provider" : "CPUExecutionProvider"}},
+{"cat" : "Node","pid" :1,"tid" :1,"dur" :41,"ts" :300,"ph" : "X","name" :"/conv1/Conv_kernel_time","args" : {"op_name" : "Conv","provider" : "CUDAExecutionProvider"}},
+{"cat" : "Node","pid" :1,"tid" :1,"dur" :3,"ts" :350,"ph" : "X","name" :"/ln/Mul_kernel_time","args" : {"op_name" : "Mul","provider" : "MyExecutionProvider"}},
+{"cat" : "Session","pid" :1,"tid" :1,"dur" :400,"ts" :199,"ph" : "X","name" :"model_run","args" : {}}
+]
+"#;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn profile_nodes_are_counted_once_per_provider() {
+        let report = node_providers_from_profile(PROFILE).unwrap();
+        assert_eq!(report.len(), 3);
+        assert_eq!(report["cuda"], names(&["/conv1/Conv"]));
+        assert_eq!(report["cpu"], names(&["/Shape"]));
+        assert_eq!(report["MyExecutionProvider"], names(&["/ln/Mul"]));
+    }
+
+    #[test]
+    fn unescaped_node_names_are_read_line_by_line() {
+        let text = PROFILE.replace("/Shape_kernel", r#"/Sha"pe_kernel"#);
+        assert!(serde_json::from_str::<serde_json::Value>(&text).is_err());
+        let report = node_providers_from_profile(&text).unwrap();
+        assert_eq!(report["cpu"], names(&[r#"/Sha"pe"#]));
+        assert_eq!(report["cuda"], names(&["/conv1/Conv"]));
+    }
+
+    #[test]
+    fn empty_and_garbage_profiles() {
+        assert!(node_providers_from_profile("[]").unwrap().is_empty());
+        assert!(node_providers_from_profile("").unwrap().is_empty());
+        assert!(node_providers_from_profile("not a profile").is_err());
     }
 }

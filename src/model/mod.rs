@@ -10,9 +10,12 @@ use std::sync::Arc;
 use crate::Result;
 use crate::engine::{Engine, Graph};
 
+pub mod classify;
 pub mod contract;
+pub mod ctc;
 pub mod transcribe;
 pub mod vad;
+mod waveform;
 pub mod whisper;
 pub use contract::{Contract, FeatureSpec, Head, ModelType};
 

@@ -44,3 +44,24 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() })
         .fold(0.0, f32::max)
 }
+
+/// `models/<name>` when it holds `file`, or `None` (with the reason printed) when absent
+/// outside CI. Under CI (`CI` set) `models/setup.sh` has run, so a missing model fails.
+pub fn model_dir(name: &str, file: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name);
+    if dir.join(file).is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} is missing under CI: models/setup.sh should have exported it",
+        dir.display()
+    );
+    eprintln!(
+        "skipping: {} absent (run `bash models/setup.sh`)",
+        dir.display()
+    );
+    None
+}

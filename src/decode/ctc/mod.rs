@@ -16,9 +16,11 @@
 //!
 //! Output conventions, shared by both searches so that they can be compared token for
 //! token: blanks are dropped and repeats collapsed as in CTC; special tokens (`<s>`, `</s>`,
-//! `<unk>`, ... see [`TokenKind::Special`]) act like blanks (they separate repeats and print
-//! nothing, as in Hugging Face's `Wav2Vec2CTCTokenizer`, where they are grouped and then
-//! skipped); word delimiters are normalized: none at the start, never two in a row.
+//! `<unk>`, ... see [`TokenKind::Special`]) act like blanks: they separate repeats, as in
+//! Hugging Face's default `Wav2Vec2CTCTokenizer.decode` (group repeats, then drop `<pad>`),
+//! and print nothing (that decode prints them; with `skip_special_tokens=True` it drops
+//! every special token, `<pad>` included, *before* grouping, which merges doubled letters
+//! across a blank); word delimiters are normalized: none at the start, never two in a row.
 //!
 //! - [`greedy`]: arg-max per frame ([`CtcGreedy`]).
 //! - [`beam`]: CTC prefix beam search with pruning, blank skipping, LM and hotwords.
