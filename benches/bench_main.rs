@@ -9,6 +9,15 @@
 //! `benches/peers/` holds the same measurements for reference implementations.
 
 mod ctc;
+mod engine;
 mod logmel;
+mod resample;
+mod whisper_step;
 
-criterion::criterion_main!(logmel::benches, ctc::benches);
+criterion::criterion_main!(
+    logmel::benches,
+    ctc::benches,
+    resample::benches,
+    engine::benches,
+    whisper_step::benches
+);
