@@ -282,14 +282,10 @@ fn f16_weights_stay_close_and_halve_the_matrices() {
     }
 }
 
+/// (int8 has its own tests, in `wav2vec2_int8.rs`.)
 #[test]
-fn int8_is_refused_and_bad_inputs_are_errors() {
+fn bad_inputs_are_errors() {
     let ckpt = load("wav2vec2-ctc");
-    let e = wonnx::export(&ckpt, Precision::Int8).unwrap_err();
-    assert!(
-        matches!(e, wonnx::Error::PrecisionNotImplemented { .. }),
-        "{e}"
-    );
     let onnx = wonnx::export(&ckpt, Precision::F32).unwrap();
     let tract = EngineKind::Tract(TractOptions::default()).build().unwrap();
     let e = wonnx::onnx_logits(tract.as_ref(), &onnx, &[0.0; 10], &[1; 9], 1).unwrap_err();
