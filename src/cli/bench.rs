@@ -52,8 +52,8 @@ pub enum Format {
 /// Flags of `hearken bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model directory: a Whisper export (encoder.onnx + decoder.onnx) or a CTC or
-    /// audio-classification export (model.onnx).
+    /// Model directory: a Whisper export (encoder.onnx + decoder.onnx, or an optimum
+    /// export) or a CTC or audio-classification export (model.onnx).
     #[arg(long, default_value = "models/whisper-base")]
     model: PathBuf,
     /// Engines to measure (repeat, or comma-separate): ort, tract [default: ort,tract].
@@ -321,13 +321,16 @@ fn model_kind(dir: &Path) -> Result<ModelKind> {
     if !dir.is_dir() {
         bail!("{}: no such model directory", dir.display());
     }
-    if dir.join("encoder.onnx").is_file() && dir.join("decoder.onnx").is_file() {
+    // Whisper in hearken's layout (encoder.onnx + decoder.onnx) or as a Hugging Face
+    // optimum export (encoder_model.onnx + decoders): `WhisperModel::load` takes both.
+    if dir.join("encoder.onnx").is_file() || dir.join("encoder_model.onnx").is_file() {
         Ok(ModelKind::Whisper)
     } else if dir.join("model.onnx").is_file() {
         Ok(ModelKind::Waveform)
     } else {
         bail!(
-            "{}: not a hearken model directory (expected encoder.onnx and decoder.onnx, or model.onnx)",
+            "{}: not a model directory (expected encoder.onnx and decoder.onnx, an optimum \
+             export with encoder_model.onnx, or model.onnx)",
             dir.display()
         )
     }

@@ -44,7 +44,8 @@ pub struct Args {
     /// Audio files (WAV, FLAC, MP3, OGG/Vorbis).
     #[arg(required = true)]
     pub(super) files: Vec<PathBuf>,
-    /// hearken model directory: Whisper (encoder.onnx, decoder.onnx, tokenizer files) or
+    /// Model directory: Whisper (hearken's encoder.onnx + decoder.onnx, or a Hugging Face
+    /// optimum export: encoder_model.onnx + decoder files; tokenizer files beside them) or
     /// CTC (model.onnx).
     #[arg(long, default_value = "models/whisper-base")]
     pub(super) model: PathBuf,

@@ -17,6 +17,7 @@ pub mod transcribe;
 pub mod vad;
 mod waveform;
 pub mod whisper;
+mod whisper_optimum;
 pub use contract::{Contract, FeatureSpec, Head, ModelType};
 
 /// Loads a hearken model file and validates its contract.

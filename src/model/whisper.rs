@@ -11,6 +11,12 @@
 //! Sync`; a [`DecoderState`] holds one window's self-attention cache for a set of
 //! hypotheses and implements [`crate::decode::WhisperStep`], which is all the decoding
 //! algorithms see of the model.
+//!
+//! [`WhisperModel::load`] also runs Hugging Face optimum exports as they are
+//! (`encoder_model.onnx` with `decoder_model.onnx` + `decoder_with_past_model.onnx` or
+//! `decoder_model_merged.onnx`, configured by the Hugging Face JSON files beside them):
+//! the graphs differ, the decoding does not, so the difference stays inside the private
+//! `Layout` and cache enums here and in `whisper_optimum`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +24,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::whisper_optimum::{self, OptimumCache, OptimumWhisper};
 use crate::engine::{Engine, Graph, Tensor};
 use crate::features::{LogMel, LogMelFeatures};
 use crate::model::{Contract, FeatureSpec, Head, ModelType};
@@ -81,18 +88,35 @@ impl WhisperParams {
 
 /// A loaded Whisper model: shared across threads and streams.
 pub struct WhisperModel {
-    encoder: Arc<dyn Graph>,
-    decoder: Arc<dyn Graph>,
+    layout: Layout,
     params: WhisperParams,
     log_mel: LogMel,
     dir: PathBuf,
 }
 
-/// One window's encoder output: cross-attention keys and values, each
-/// `(n_text_layer, 1, n_audio_ctx, n_text_state)`. Shared by every hypothesis.
+/// The graphs of a model directory.
+enum Layout {
+    /// hearken's export: `encoder.onnx` and the one-step `decoder.onnx`.
+    Hearken {
+        encoder: Arc<dyn Graph>,
+        decoder: Arc<dyn Graph>,
+    },
+    /// A Hugging Face optimum export.
+    Optimum(Box<OptimumWhisper>),
+}
+
+/// One window's encoder output, shared by every hypothesis.
 pub struct AudioContext {
-    cross_k: Tensor,
-    cross_v: Tensor,
+    inner: Audio,
+}
+
+enum Audio {
+    /// Cross-attention keys and values, each `(n_text_layer, 1, n_audio_ctx,
+    /// n_text_state)`.
+    Hearken { cross_k: Tensor, cross_v: Tensor },
+    /// The encoder's `last_hidden_state` `(1, n_audio_ctx, n_audio_state)`; the decoder
+    /// derives the cross-attention keys and values from it in its first run.
+    Optimum { hidden: Tensor },
 }
 
 fn load_checked(
@@ -103,9 +127,11 @@ fn load_checked(
     if !path.is_file() {
         return Err(Error::Contract {
             path: path.to_path_buf(),
-            reason: "missing: a Whisper model directory holds encoder.onnx and decoder.onnx \
-                     (export one with `hearken-export convert`)"
-                .into(),
+            reason: format!(
+                "missing: a Whisper model directory holds encoder.onnx and decoder.onnx \
+                 (export one with `hearken-export convert`), or is {}",
+                whisper_optimum::EXPECTED
+            ),
         });
     }
     let (graph, contract) = super::load(engine, path)?;
@@ -123,9 +149,25 @@ fn load_checked(
 }
 
 impl WhisperModel {
-    /// Loads `encoder.onnx` and `decoder.onnx` from a hearken model directory and checks
-    /// that their contracts agree.
+    /// Loads a Whisper model directory: hearken's export (`encoder.onnx` and
+    /// `decoder.onnx`, whose contracts must agree) or a Hugging Face optimum export
+    /// (`encoder_model.onnx` with `decoder_model.onnx` + `decoder_with_past_model.onnx`,
+    /// preferred, or `decoder_model_merged.onnx`, which tract cannot run; `config.json`,
+    /// `generation_config.json` and `tokenizer.json` give the parameters).
+    ///
+    /// Fails with [`Error::Contract`] when the directory holds neither layout completely
+    /// or its files disagree, and with [`Error::ModelLoad`] when an engine cannot load a
+    /// graph (tract and an optimum export without `decoder_with_past_model.onnx`).
     pub fn load(engine: &dyn Engine, dir: &Path) -> Result<Self> {
+        if !dir.join("encoder.onnx").is_file() && dir.join(whisper_optimum::ENCODER).is_file() {
+            let (optimum, params) = OptimumWhisper::load(engine, dir)?;
+            return Ok(WhisperModel {
+                layout: Layout::Optimum(Box::new(optimum)),
+                log_mel: LogMel::whisper(params.n_mels)?,
+                params,
+                dir: dir.to_path_buf(),
+            });
+        }
         let (encoder, enc) =
             load_checked(engine, &dir.join("encoder.onnx"), ModelType::WhisperEncoder)?;
         let (decoder, dec) =
@@ -155,8 +197,7 @@ impl WhisperModel {
             )));
         }
         Ok(WhisperModel {
-            encoder,
-            decoder,
+            layout: Layout::Hearken { encoder, decoder },
             log_mel: LogMel::whisper(n_mels)?,
             params,
             dir: dir.to_path_buf(),
@@ -178,27 +219,51 @@ impl WhisperModel {
         &self.log_mel
     }
 
+    /// Which graphs run: `"hearken"`, or for optimum exports `"optimum-split"`,
+    /// `"optimum-merged"` or `"optimum-no-cache"` (`decoder_model.onnx` alone, every step
+    /// recomputing the whole prefix).
+    pub fn layout(&self) -> &'static str {
+        match &self.layout {
+            Layout::Hearken { .. } => "hearken",
+            Layout::Optimum(o) => o.layout(),
+        }
+    }
+
     /// Runs the encoder on one padded window, `(n_mels, 3000)`.
     pub fn encode(&self, mel: &LogMelFeatures) -> Result<AudioContext> {
         let t = Tensor::from_f32([1, mel.n_mels(), mel.n_frames()], mel.as_slice().to_vec())?;
-        let mut out = self.encoder.run_refs(&[("mel", &t)])?.into_iter();
-        let (Some(cross_k), Some(cross_v)) = (out.next(), out.next()) else {
-            return Err(Error::invalid(
-                "encoder outputs",
-                "cross_k, cross_v",
-                "fewer",
-            ));
+        let inner = match &self.layout {
+            Layout::Hearken { encoder, .. } => {
+                let mut out = encoder.run_refs(&[("mel", &t)])?.into_iter();
+                let (Some(cross_k), Some(cross_v)) = (out.next(), out.next()) else {
+                    return Err(Error::invalid(
+                        "encoder outputs",
+                        "cross_k, cross_v",
+                        "fewer",
+                    ));
+                };
+                Audio::Hearken { cross_k, cross_v }
+            }
+            Layout::Optimum(o) => Audio::Optimum {
+                hidden: o.encode(&t)?,
+            },
         };
-        Ok(AudioContext { cross_k, cross_v })
+        Ok(AudioContext { inner })
     }
 
     /// A decoder state over one window with one empty hypothesis.
     pub fn decoder<'a>(&'a self, audio: &'a AudioContext) -> DecoderState<'a> {
+        let cache = match &self.layout {
+            Layout::Hearken { .. } => Cache::Hearken {
+                self_k: self.empty_cache(1),
+                self_v: self.empty_cache(1),
+            },
+            Layout::Optimum(_) => Cache::Optimum(OptimumCache::new()),
+        };
         DecoderState {
             model: self,
             audio,
-            self_k: self.empty_cache(1),
-            self_v: self.empty_cache(1),
+            cache,
             n_past: 0,
             n_hyp: 1,
         }
@@ -214,11 +279,16 @@ impl WhisperModel {
 pub struct DecoderState<'a> {
     model: &'a WhisperModel,
     audio: &'a AudioContext,
-    /// `(n_text_layer, n_hyp, n_past, n_text_state)`.
-    self_k: Tensor,
-    self_v: Tensor,
+    cache: Cache,
     n_past: usize,
     n_hyp: usize,
+}
+
+enum Cache {
+    /// Each `(n_text_layer, n_hyp, n_past, n_text_state)`.
+    Hearken { self_k: Tensor, self_v: Tensor },
+    /// Per-layer tensors in optimum's layout.
+    Optimum(OptimumCache),
 }
 
 impl DecoderState<'_> {
@@ -227,7 +297,8 @@ impl DecoderState<'_> {
         self.n_past
     }
 
-    /// Runs the decoder; returns all logits `(n_hyp, n_new, n_vocab)` row-major.
+    /// Runs the decoder; returns the logits of each hypothesis' last new position,
+    /// `(n_hyp, n_vocab)` row-major.
     fn run(&mut self, tokens: &[u32], n_hyp: usize) -> Result<Vec<f32>> {
         let p = &self.model.params;
         if n_hyp == 0 || tokens.is_empty() || !tokens.len().is_multiple_of(n_hyp) {
@@ -252,35 +323,76 @@ impl DecoderState<'_> {
                 self.n_past + n_new,
             ));
         }
-        let ids = Tensor::from_i64(
-            [n_hyp, n_new],
-            tokens.iter().map(|&t| i64::from(t)).collect(),
-        )?;
-        let offset = Tensor::scalar_i64(self.n_past as i64);
-        let out = self.model.decoder.run_refs(&[
-            ("tokens", &ids),
-            ("self_k", &self.self_k),
-            ("self_v", &self.self_v),
-            ("cross_k", &self.audio.cross_k),
-            ("cross_v", &self.audio.cross_v),
-            ("offset", &offset),
-        ])?;
-        let [logits, new_k, new_v]: [Tensor; 3] = out
-            .try_into()
-            .map_err(|v: Vec<Tensor>| Error::invalid("decoder outputs", "3", v.len()))?;
-        let want = [p.n_text_layer, n_hyp, self.n_past + n_new, p.n_text_state];
-        if new_k.shape() != want || new_v.shape() != want {
+        let logits = match (&self.model.layout, &self.audio.inner, &mut self.cache) {
+            (
+                Layout::Hearken { decoder, .. },
+                Audio::Hearken { cross_k, cross_v },
+                Cache::Hearken { self_k, self_v },
+            ) => {
+                let ids = Tensor::from_i64(
+                    [n_hyp, n_new],
+                    tokens.iter().map(|&t| i64::from(t)).collect(),
+                )?;
+                let offset = Tensor::scalar_i64(self.n_past as i64);
+                let out = decoder.run_refs(&[
+                    ("tokens", &ids),
+                    ("self_k", self_k),
+                    ("self_v", self_v),
+                    ("cross_k", cross_k),
+                    ("cross_v", cross_v),
+                    ("offset", &offset),
+                ])?;
+                let [logits, new_k, new_v]: [Tensor; 3] = out
+                    .try_into()
+                    .map_err(|v: Vec<Tensor>| Error::invalid("decoder outputs", "3", v.len()))?;
+                let want = [p.n_text_layer, n_hyp, self.n_past + n_new, p.n_text_state];
+                if new_k.shape() != want || new_v.shape() != want {
+                    return Err(Error::invalid(
+                        "decoder cache shape",
+                        format!("{want:?}"),
+                        format!("{:?}", new_k.shape()),
+                    ));
+                }
+                *self_k = new_k;
+                *self_v = new_v;
+                last_positions(logits.into_f32()?, n_hyp, n_new, p.n_vocab)
+            }
+            (Layout::Optimum(o), Audio::Optimum { hidden }, Cache::Optimum(cache)) => {
+                cache.step(o, hidden, tokens, n_hyp, self.n_past)?
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "audio context",
+                    "the encoder output of the same model",
+                    "one from a model of another layout",
+                ));
+            }
+        };
+        if logits.len() != n_hyp * p.n_vocab {
             return Err(Error::invalid(
-                "decoder cache shape",
-                format!("{want:?}"),
-                format!("{:?}", new_k.shape()),
+                "decoder logits",
+                format!("{n_hyp} × n_vocab = {n_hyp} × {}", p.n_vocab),
+                format!("{} values", logits.len()),
             ));
         }
-        self.self_k = new_k;
-        self.self_v = new_v;
         self.n_past += n_new;
-        logits.into_f32()
+        Ok(logits)
     }
+}
+
+/// All logits `(n_hyp, n_new, n_vocab)` → each hypothesis' last position.
+fn last_positions(all: Vec<f32>, n_hyp: usize, n_new: usize, n_vocab: usize) -> Vec<f32> {
+    if n_new == 1 {
+        return all;
+    }
+    let mut last = Vec::with_capacity(n_hyp * n_vocab);
+    for h in 0..n_hyp {
+        let start = (h * n_new + n_new - 1) * n_vocab;
+        if let Some(row) = all.get(start..start + n_vocab) {
+            last.extend_from_slice(row);
+        }
+    }
+    last
 }
 
 impl crate::decode::WhisperStep for DecoderState<'_> {
@@ -289,19 +401,7 @@ impl crate::decode::WhisperStep for DecoderState<'_> {
     }
 
     fn step(&mut self, tokens: &[u32], n_hyp: usize) -> Result<Vec<f32>> {
-        let n_new = tokens.len() / n_hyp.max(1);
-        let n_vocab = self.model.params.n_vocab;
-        let all = self.run(tokens, n_hyp)?;
-        if n_new == 1 {
-            return Ok(all);
-        }
-        // Keep each hypothesis' last position only.
-        let mut last = Vec::with_capacity(n_hyp * n_vocab);
-        for h in 0..n_hyp {
-            let start = (h * n_new + n_new - 1) * n_vocab;
-            last.extend_from_slice(&all[start..start + n_vocab]);
-        }
-        Ok(last)
+        self.run(tokens, n_hyp)
     }
 
     fn reorder(&mut self, src: &[usize]) -> Result<()> {
@@ -313,6 +413,14 @@ impl crate::decode::WhisperStep for DecoderState<'_> {
             ));
         }
         let p = &self.model.params;
+        let (self_k, self_v) = match &mut self.cache {
+            Cache::Hearken { self_k, self_v } => (self_k, self_v),
+            Cache::Optimum(cache) => {
+                cache.reorder(src)?;
+                self.n_hyp = src.len();
+                return Ok(());
+            }
+        };
         let row = self.n_past * p.n_text_state;
         let gather = |t: &Tensor| -> Result<Tensor> {
             let data = t.as_f32()?;
@@ -328,15 +436,20 @@ impl crate::decode::WhisperStep for DecoderState<'_> {
                 out,
             )
         };
-        self.self_k = gather(&self.self_k)?;
-        self.self_v = gather(&self.self_v)?;
+        *self_k = gather(self_k)?;
+        *self_v = gather(self_v)?;
         self.n_hyp = src.len();
         Ok(())
     }
 
     fn reset(&mut self) -> Result<()> {
-        self.self_k = self.model.empty_cache(1);
-        self.self_v = self.model.empty_cache(1);
+        match &mut self.cache {
+            Cache::Hearken { self_k, self_v } => {
+                *self_k = self.model.empty_cache(1);
+                *self_v = self.model.empty_cache(1);
+            }
+            Cache::Optimum(cache) => cache.reset(),
+        }
         self.n_past = 0;
         self.n_hyp = 1;
         Ok(())
