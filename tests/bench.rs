@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use hearken::engine::ExecutionProvider;
@@ -34,20 +34,7 @@ fn unregistrable_provider() -> Option<&'static str> {
 
 /// The exported Whisper tiny.en, or `None` (with the reason printed) outside CI.
 fn tiny_en() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/whisper-tiny.en");
-    if dir.join("decoder.onnx").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} is missing under CI: models/setup.sh should have exported it",
-        dir.display()
-    );
-    eprintln!(
-        "skipping: {} absent (run `bash models/setup.sh`)",
-        dir.display()
-    );
-    None
+    common::model_dir("whisper-tiny.en", "decoder.onnx")
 }
 
 /// A directory that looks like a Whisper export: registration fails before the files
@@ -323,4 +310,44 @@ fn profiled_graph_reports_where_its_nodes_ran() {
             .unwrap(),
         None
     );
+}
+
+/// CTC and classification models are timed as one forward pass, fed the attention mask
+/// their graphs take.
+#[test]
+fn waveform_models_report_their_forward_pass() {
+    for (name, input) in [
+        ("tiny-wav2vec2-ctc", vec!["--synthetic", "2"]),
+        ("tiny-hubert-cls-weighted", vec!["--synthetic", "1"]),
+    ] {
+        let Some(dir) = common::model_dir(name, "model.onnx") else {
+            return;
+        };
+        let mut args = vec![
+            "--model",
+            dir.to_str().unwrap(),
+            "--engine",
+            "tract",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--format",
+            "json",
+        ];
+        args.extend(input);
+        let out = hearken(&args);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let row = &j["results"][0];
+        assert_eq!(row["status"], "ok", "{name}: {row}");
+        assert!(
+            row["forward_ms"]["p50"].as_f64().unwrap() > 0.0,
+            "{name}: {row}"
+        );
+    }
 }

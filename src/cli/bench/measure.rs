@@ -124,6 +124,9 @@ enum Loaded {
     Waveform {
         graph: Arc<dyn Graph>,
         input: String,
+        /// The `attention_mask` input, when the graph has one (hearken's Wav2Vec2 / HuBERT
+        /// exports do): all ones for one unpadded utterance.
+        mask: Option<String>,
         normalize: bool,
         sample_rate_hz: u32,
     },
@@ -171,9 +174,15 @@ fn load(engine: &dyn Engine, job: &Job) -> hearken::Result<Loaded> {
                 .or_else(|| graph.inputs().first())
                 .map(|s| s.name.clone())
                 .unwrap_or_else(|| "waveform".into());
+            let mask = graph
+                .inputs()
+                .iter()
+                .find(|s| s.name == "attention_mask")
+                .map(|s| s.name.clone());
             Ok(Loaded::Waveform {
                 graph,
                 input,
+                mask,
                 normalize,
                 sample_rate_hz,
             })
@@ -241,6 +250,7 @@ fn run_once(loaded: &Loaded, job: &Job, samples: &[f32]) -> Result<(Sample, Outp
         Loaded::Waveform {
             graph,
             input,
+            mask,
             normalize,
             ..
         } => {
@@ -249,10 +259,15 @@ fn run_once(loaded: &Loaded, job: &Job, samples: &[f32]) -> Result<(Sample, Outp
             if *normalize {
                 hearken::features::zero_mean_unit_var(&mut x)?;
             }
-            let tensor = Tensor::from_f32([1, x.len()], x)?;
+            let n = x.len();
+            let tensor = Tensor::from_f32([1, n], x)?;
+            let mut inputs = vec![(input.as_str(), tensor)];
+            if let Some(mask) = mask {
+                inputs.push((mask.as_str(), Tensor::from_i64([1, n], vec![1; n])?));
+            }
             let features_ms = t0.elapsed().as_secs_f64() * 1e3;
             let t1 = Instant::now();
-            graph.run(&[(input.as_str(), tensor)])?;
+            graph.run(&inputs)?;
             let forward_ms = t1.elapsed().as_secs_f64() * 1e3;
             let total_ms = t0.elapsed().as_secs_f64() * 1e3;
             Ok((
