@@ -30,6 +30,52 @@ use crate::features::{LogMel, LogMelFeatures};
 use crate::model::{Contract, FeatureSpec, Head, ModelType};
 use crate::{Error, Result};
 
+/// Hugging Face `generation_config.json`: the Whisper fields, as both hearken's optimum
+/// loader and `hearken-export`'s checkpoint importer read them.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct HfGenerationConfig {
+    /// `<|startoftranscript|>`.
+    #[serde(default)]
+    pub decoder_start_token_id: Option<u32>,
+    /// `<|endoftext|>`: a number or a list whose first entry it is (see [`first_token_id`]).
+    #[serde(default)]
+    pub eos_token_id: Option<serde_json::Value>,
+    /// Whether the vocabulary has language and task tokens.
+    #[serde(default)]
+    pub is_multilingual: Option<bool>,
+    /// Language token by `<|xx|>` name.
+    #[serde(default)]
+    pub lang_to_id: Option<BTreeMap<String, u32>>,
+    /// `transcribe` / `translate` token ids.
+    #[serde(default)]
+    pub task_to_id: Option<BTreeMap<String, u32>>,
+    /// `<|notimestamps|>`.
+    #[serde(default)]
+    pub no_timestamps_token_id: Option<u32>,
+    /// `<|startofprev|>`.
+    #[serde(default)]
+    pub prev_sot_token_id: Option<u32>,
+    /// Tokens suppressed at every step.
+    #[serde(default)]
+    pub suppress_tokens: Option<Vec<u32>>,
+    /// Tokens suppressed at the first sampled position.
+    #[serde(default)]
+    pub begin_suppress_tokens: Option<Vec<u32>>,
+    /// (decoder layer, head) pairs used for word-level alignment.
+    #[serde(default)]
+    pub alignment_heads: Option<Vec<(u32, u32)>>,
+}
+
+/// A token id given as a number or as a list of numbers (the first counts), as
+/// Hugging Face writes `eos_token_id`; `None` for anything else.
+pub fn first_token_id(v: Option<&serde_json::Value>) -> Option<u32> {
+    let n = match v? {
+        serde_json::Value::Array(a) => a.first()?.as_u64()?,
+        other => other.as_u64()?,
+    };
+    u32::try_from(n).ok()
+}
+
 /// The `hearken.whisper` metadata object: dimensions (OpenAI `ModelDimensions` names)
 /// and special tokens.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

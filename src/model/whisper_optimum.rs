@@ -34,7 +34,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::whisper::WhisperParams;
+use super::whisper::{HfGenerationConfig, WhisperParams, first_token_id};
 use crate::engine::{DType, Dim, Engine, Graph, IoSpec, Tensor, TensorData};
 use crate::{Error, Result};
 
@@ -138,29 +138,6 @@ fn default_source_positions() -> usize {
     1500
 }
 
-/// `generation_config.json`: Whisper's decoding fields.
-#[derive(Debug, Default, Deserialize)]
-struct HfGenerationConfig {
-    #[serde(default)]
-    decoder_start_token_id: Option<u32>,
-    #[serde(default)]
-    eos_token_id: Option<Value>,
-    #[serde(default)]
-    is_multilingual: Option<bool>,
-    #[serde(default)]
-    lang_to_id: Option<BTreeMap<String, u32>>,
-    #[serde(default)]
-    task_to_id: Option<BTreeMap<String, u32>>,
-    #[serde(default)]
-    no_timestamps_token_id: Option<u32>,
-    #[serde(default)]
-    prev_sot_token_id: Option<u32>,
-    #[serde(default)]
-    suppress_tokens: Option<Vec<u32>>,
-    #[serde(default)]
-    begin_suppress_tokens: Option<Vec<u32>>,
-}
-
 /// `preprocessor_config.json`: the feature extractor, which must be Whisper's standard one.
 #[derive(Debug, Deserialize)]
 struct HfPreprocessorConfig {
@@ -187,15 +164,6 @@ fn read_json_opt<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
     } else {
         Ok(None)
     }
-}
-
-/// `eos_token_id` is a number or a list of numbers; the first is `<|endoftext|>`.
-fn first_id(v: Option<&Value>) -> Option<u32> {
-    let n = match v? {
-        Value::Array(a) => a.first()?.as_u64()?,
-        other => other.as_u64()?,
-    };
-    u32::try_from(n).ok()
 }
 
 /// The `<|...|>` token names of a directory's vocabulary files (`tokenizer.json`'s
@@ -352,8 +320,8 @@ fn params_from_hf(dir: &Path) -> Result<(WhisperParams, HfConfig)> {
         n_text_layer: config.decoder_layers,
         sot,
         eot: need(
-            first_id(generation.eos_token_id.as_ref())
-                .or_else(|| first_id(config.eos_token_id.as_ref())),
+            first_token_id(generation.eos_token_id.as_ref())
+                .or_else(|| first_token_id(config.eos_token_id.as_ref())),
             "<|endoftext|>",
         )?,
         transcribe: need(task("transcribe"), "<|transcribe|>")?,

@@ -20,6 +20,8 @@ use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 use serde_json::Value;
 
+use hearken::model::whisper::{HfGenerationConfig, first_token_id};
+
 use super::{WhisperCheckpoint, WhisperDims, WhisperTokens};
 use crate::ct2::{self, Ct2Model};
 
@@ -596,43 +598,6 @@ struct HfConfigExtra {
     eos_token_id: Option<Value>,
 }
 
-/// Hugging Face `generation_config.json` (the Whisper fields).
-#[derive(Debug, Default, Deserialize)]
-struct HfGenerationConfig {
-    #[serde(default)]
-    alignment_heads: Option<Vec<(u32, u32)>>,
-    #[serde(default)]
-    suppress_tokens: Option<Vec<u32>>,
-    #[serde(default)]
-    begin_suppress_tokens: Option<Vec<u32>>,
-    #[serde(default)]
-    decoder_start_token_id: Option<u32>,
-    #[serde(default)]
-    eos_token_id: Option<Value>,
-    #[serde(default)]
-    is_multilingual: Option<bool>,
-    #[serde(default)]
-    lang_to_id: Option<BTreeMap<String, u32>>,
-    #[serde(default)]
-    task_to_id: Option<BTreeMap<String, u32>>,
-    #[serde(default)]
-    no_timestamps_token_id: Option<u32>,
-    #[serde(default)]
-    prev_sot_token_id: Option<u32>,
-}
-
-/// `eos_token_id` is a number or a list of numbers (the first is EOT).
-fn first_id(v: &Option<Value>) -> Option<u32> {
-    match v.as_ref()? {
-        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-        Value::Array(a) => a
-            .first()
-            .and_then(Value::as_u64)
-            .and_then(|n| u32::try_from(n).ok()),
-        _ => None,
-    }
-}
-
 /// Imports a Hugging Face Whisper directory: `config.json`, `model.safetensors` (or
 /// `model.safetensors.index.json` and its shards), and for the special tokens
 /// `generation_config.json` plus `tokenizer.json`, `added_tokens.json` or `vocab.json`.
@@ -764,7 +729,8 @@ pub fn load_hf_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
         sot: generation
             .decoder_start_token_id
             .or(extra.decoder_start_token_id),
-        eot: first_id(&generation.eos_token_id).or(first_id(&extra.eos_token_id)),
+        eot: first_token_id(generation.eos_token_id.as_ref())
+            .or(first_token_id(extra.eos_token_id.as_ref())),
         transcribe: task("transcribe"),
         translate: task("translate"),
         no_timestamps: generation.no_timestamps_token_id,
