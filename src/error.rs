@@ -133,6 +133,28 @@ pub enum Error {
         reason: String,
     },
 
+    /// An audio capture device is missing, busy or failed.
+    #[error("audio device{}: {reason}", device.as_ref().map(|d| format!(" `{d}`")).unwrap_or_default())]
+    Device {
+        /// The device asked for, if one was named.
+        device: Option<String>,
+        /// What went wrong, and what to do about it.
+        reason: String,
+    },
+
+    /// Work was abandoned on request (a live session dropping a partial decode to catch
+    /// up with real time). Callers that ask for cancellation handle it; it never reaches a
+    /// user otherwise.
+    #[error("cancelled")]
+    Cancelled,
+
+    /// A live session's worker thread stopped (it failed earlier, or panicked).
+    #[error("live session stopped: {reason}")]
+    SessionClosed {
+        /// Why, as far as known.
+        reason: String,
+    },
+
     /// A `.npy` file is malformed or of an unsupported dtype.
     #[error("{}: invalid .npy: {reason}", path.display())]
     Npy {

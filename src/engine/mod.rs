@@ -281,12 +281,111 @@ impl EngineKind {
 impl std::str::FromStr for EngineKind {
     type Err = Error;
 
-    /// `ort` or `tract`, with default options.
+    /// `ort` or `tract`, with default options (`auto` is refused: it is resolved by
+    /// [`EngineOptions::build`], which needs to try loading ONNX Runtime).
+    fn from_str(s: &str) -> Result<Self> {
+        match s.parse::<EngineChoice>()? {
+            EngineChoice::Ort => Ok(EngineKind::Ort(OrtOptions::default())),
+            EngineChoice::Tract => Ok(EngineKind::Tract(TractOptions::default())),
+            EngineChoice::Auto => Err(Error::invalid("engine", "ort or tract", s)),
+        }
+    }
+}
+
+/// Which engine runs a model's graphs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineChoice {
+    /// The fastest one available: ONNX Runtime when its library can be loaded (it runs
+    /// Whisper 1.7–2.8× faster than tract on a CPU), tract otherwise.
+    #[default]
+    Auto,
+    /// ONNX Runtime.
+    Ort,
+    /// tract.
+    Tract,
+}
+
+impl EngineChoice {
+    /// `auto`, `ort` or `tract`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineChoice::Auto => "auto",
+            EngineChoice::Ort => "ort",
+            EngineChoice::Tract => "tract",
+        }
+    }
+}
+
+impl std::str::FromStr for EngineChoice {
+    type Err = Error;
+
+    /// `auto`, `ort` (or `onnxruntime`), `tract`: the one place engine names are parsed.
     fn from_str(s: &str) -> Result<Self> {
         match s {
-            "ort" | "onnxruntime" => Ok(EngineKind::Ort(OrtOptions::default())),
-            "tract" => Ok(EngineKind::Tract(TractOptions::default())),
-            _ => Err(Error::invalid("engine", "ort or tract", s)),
+            "auto" => Ok(EngineChoice::Auto),
+            "ort" | "onnxruntime" => Ok(EngineChoice::Ort),
+            "tract" => Ok(EngineChoice::Tract),
+            _ => Err(Error::invalid("engine", "auto, ort or tract", s)),
+        }
+    }
+}
+
+/// How models are run: the engine and each engine's options. Plain data, shared by the
+/// command line, live sessions, a server and a C API; [`EngineOptions::build`] turns it
+/// into an engine.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EngineOptions {
+    /// Which engine.
+    pub engine: EngineChoice,
+    /// ONNX Runtime's options (used by [`EngineChoice::Ort`] and by `Auto` when the
+    /// library loads).
+    pub ort: OrtOptions,
+    /// tract's options.
+    pub tract: TractOptions,
+}
+
+impl EngineOptions {
+    /// Options for one engine with its defaults.
+    pub fn new(engine: EngineChoice) -> Self {
+        EngineOptions {
+            engine,
+            ..EngineOptions::default()
+        }
+    }
+
+    /// Builds the engine. `Auto` takes ONNX Runtime when this build has it and its library
+    /// loads, and tract otherwise (unless a GPU execution provider was asked for, which
+    /// only ONNX Runtime has: then the ONNX Runtime error is returned).
+    ///
+    /// Fails with [`Error::InvalidInput`] when execution providers other than the CPU are
+    /// given for tract, and as [`EngineKind::build`].
+    pub fn build(&self) -> Result<Arc<dyn Engine>> {
+        let wants_gpu = self
+            .ort
+            .providers
+            .iter()
+            .any(|p| *p != ExecutionProvider::Cpu);
+        match self.engine {
+            EngineChoice::Ort => EngineKind::Ort(self.ort.clone()).build(),
+            EngineChoice::Tract if wants_gpu => Err(Error::invalid(
+                "execution providers for tract",
+                "cpu (tract runs on the CPU only; use --engine ort for cuda or tensorrt)",
+                self.ort
+                    .providers
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )),
+            EngineChoice::Tract => EngineKind::Tract(self.tract.clone()).build(),
+            EngineChoice::Auto => match EngineKind::Ort(self.ort.clone()).build() {
+                Err(Error::OrtLibraryNotFound { .. } | Error::FeatureDisabled { .. })
+                    if !wants_gpu =>
+                {
+                    EngineKind::Tract(self.tract.clone()).build()
+                }
+                other => other,
+            },
         }
     }
 }
@@ -327,5 +426,25 @@ mod tests {
         );
         assert!("metal".parse::<ExecutionProvider>().is_err());
         assert!("cuda:x".parse::<ExecutionProvider>().is_err());
+    }
+
+    #[test]
+    fn engine_names_parse_in_one_place() {
+        assert_eq!("auto".parse::<EngineChoice>().unwrap(), EngineChoice::Auto);
+        assert_eq!(
+            "onnxruntime".parse::<EngineChoice>().unwrap(),
+            EngineChoice::Ort
+        );
+        assert!("foo".parse::<EngineChoice>().is_err());
+        assert!("auto".parse::<EngineKind>().is_err());
+        let tract_gpu = EngineOptions {
+            engine: EngineChoice::Tract,
+            ort: OrtOptions {
+                providers: vec![ExecutionProvider::Cuda { device_id: 0 }],
+                ..OrtOptions::default()
+            },
+            ..EngineOptions::default()
+        };
+        assert!(tract_gpu.build().is_err());
     }
 }
