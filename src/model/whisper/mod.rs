@@ -16,127 +16,30 @@
 //! (`encoder_model.onnx` with `decoder_model.onnx` + `decoder_with_past_model.onnx` or
 //! `decoder_model_merged.onnx`, configured by the Hugging Face JSON files beside them):
 //! the graphs differ, the decoding does not, so the difference stays inside the private
-//! `Layout` and cache enums here and in `whisper_optimum`.
+//! `Layout` and cache enums here and in `optimum`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+mod optimum;
+mod params;
 
-use super::whisper_optimum::{self, OptimumCache, OptimumWhisper};
+pub(crate) use self::optimum::{ENCODER as OPTIMUM_ENCODER, EXPECTED as OPTIMUM_EXPECTED};
+use self::optimum::{OptimumCache, OptimumWhisper};
 use crate::engine::{Engine, Graph, Tensor};
-use crate::features::{LogMel, LogMelFeatures};
+use crate::features::{LogMel, LogMelFeatures, MelConfig};
 use crate::model::{Contract, FeatureSpec, Head, ModelType};
+use crate::text::WhisperTokenizer;
 use crate::{Error, Result};
 
-/// Hugging Face `generation_config.json`: the Whisper fields, as both hearken's optimum
-/// loader and `hearken-export`'s checkpoint importer read them.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct HfGenerationConfig {
-    /// `<|startoftranscript|>`.
-    #[serde(default)]
-    pub decoder_start_token_id: Option<u32>,
-    /// `<|endoftext|>`: a number or a list whose first entry it is (see [`first_token_id`]).
-    #[serde(default)]
-    pub eos_token_id: Option<serde_json::Value>,
-    /// Whether the vocabulary has language and task tokens.
-    #[serde(default)]
-    pub is_multilingual: Option<bool>,
-    /// Language token by `<|xx|>` name.
-    #[serde(default)]
-    pub lang_to_id: Option<BTreeMap<String, u32>>,
-    /// `transcribe` / `translate` token ids.
-    #[serde(default)]
-    pub task_to_id: Option<BTreeMap<String, u32>>,
-    /// `<|notimestamps|>`.
-    #[serde(default)]
-    pub no_timestamps_token_id: Option<u32>,
-    /// `<|startofprev|>`.
-    #[serde(default)]
-    pub prev_sot_token_id: Option<u32>,
-    /// Tokens suppressed at every step.
-    #[serde(default)]
-    pub suppress_tokens: Option<Vec<u32>>,
-    /// Tokens suppressed at the first sampled position.
-    #[serde(default)]
-    pub begin_suppress_tokens: Option<Vec<u32>>,
-    /// (decoder layer, head) pairs used for word-level alignment.
-    #[serde(default)]
-    pub alignment_heads: Option<Vec<(u32, u32)>>,
-}
-
-/// A token id given as a number or as a list of numbers (the first counts), as
-/// Hugging Face writes `eos_token_id`; `None` for anything else.
-pub fn first_token_id(v: Option<&serde_json::Value>) -> Option<u32> {
-    let n = match v? {
-        serde_json::Value::Array(a) => a.first()?.as_u64()?,
-        other => other.as_u64()?,
-    };
-    u32::try_from(n).ok()
-}
-
-/// The `hearken.whisper` metadata object: dimensions (OpenAI `ModelDimensions` names)
-/// and special tokens.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct WhisperParams {
-    /// Mel bins of the input.
-    pub n_mels: usize,
-    /// Vocabulary size (logits width).
-    pub n_vocab: usize,
-    /// Encoder positions (1500).
-    pub n_audio_ctx: usize,
-    /// Model width.
-    pub n_audio_state: usize,
-    /// Decoder positions (448): prompt plus generated tokens must fit.
-    pub n_text_ctx: usize,
-    /// Decoder width.
-    pub n_text_state: usize,
-    /// Decoder layers.
-    pub n_text_layer: usize,
-    /// `<|startoftranscript|>`.
-    pub sot: u32,
-    /// `<|endoftext|>`.
-    pub eot: u32,
-    /// `<|transcribe|>`.
-    pub transcribe: u32,
-    /// `<|translate|>`.
-    pub translate: u32,
-    /// `<|notimestamps|>`.
-    pub no_timestamps: u32,
-    /// `<|0.00|>`.
-    pub timestamp_begin: u32,
-    /// `<|nospeech|>`, if the vocabulary has it.
-    #[serde(default)]
-    pub no_speech: Option<u32>,
-    /// `<|startofprev|>`.
-    pub sot_prev: u32,
-    /// `<|startoflm|>`, if any.
-    #[serde(default)]
-    pub sot_lm: Option<u32>,
-    /// Language code → token id; empty for English-only models.
-    #[serde(default)]
-    pub lang_ids: BTreeMap<String, u32>,
-    /// Suppressed at every step.
-    #[serde(default)]
-    pub suppress_tokens: Vec<u32>,
-    /// Suppressed at the first sampled position.
-    #[serde(default)]
-    pub begin_suppress_tokens: Vec<u32>,
-}
-
-impl WhisperParams {
-    /// Whether the model has language tokens (multilingual vocabulary).
-    pub fn is_multilingual(&self) -> bool {
-        !self.lang_ids.is_empty()
-    }
-}
+pub use params::{HfGenerationConfig, WhisperParams, first_token_id};
 
 /// A loaded Whisper model: shared across threads and streams.
 pub struct WhisperModel {
     layout: Layout,
     params: WhisperParams,
     log_mel: LogMel,
+    tokenizer: WhisperTokenizer,
     dir: PathBuf,
 }
 
@@ -176,7 +79,7 @@ fn load_checked(
             reason: format!(
                 "missing: a Whisper model directory holds encoder.onnx and decoder.onnx \
                  (export one with `hearken-export convert`), or is {}",
-                whisper_optimum::EXPECTED
+                optimum::EXPECTED
             ),
         });
     }
@@ -195,25 +98,12 @@ fn load_checked(
 }
 
 impl WhisperModel {
-    /// Loads a Whisper model directory: hearken's export (`encoder.onnx` and
-    /// `decoder.onnx`, whose contracts must agree) or a Hugging Face optimum export
-    /// (`encoder_model.onnx` with `decoder_model.onnx` + `decoder_with_past_model.onnx`,
-    /// preferred, or `decoder_model_merged.onnx`, which tract cannot run; `config.json`,
-    /// `generation_config.json` and `tokenizer.json` give the parameters).
+    /// Loads hearken's Whisper export from `dir`: `encoder.onnx` and `decoder.onnx`, whose
+    /// contracts must agree, and the tokenizer files. Reached through
+    /// [`crate::model::open`], which chooses the layout.
     ///
-    /// Fails with [`Error::Contract`] when the directory holds neither layout completely
-    /// or its files disagree, and with [`Error::ModelLoad`] when an engine cannot load a
-    /// graph (tract and an optimum export without `decoder_with_past_model.onnx`).
-    pub fn load(engine: &dyn Engine, dir: &Path) -> Result<Self> {
-        if !dir.join("encoder.onnx").is_file() && dir.join(whisper_optimum::ENCODER).is_file() {
-            let (optimum, params) = OptimumWhisper::load(engine, dir)?;
-            return Ok(WhisperModel {
-                layout: Layout::Optimum(Box::new(optimum)),
-                log_mel: LogMel::whisper(params.n_mels)?,
-                params,
-                dir: dir.to_path_buf(),
-            });
-        }
+    /// Fails with [`Error::Contract`] when a file is missing or the files disagree.
+    pub(crate) fn load_hearken(engine: &dyn Engine, dir: &Path) -> Result<Self> {
         let (encoder, enc) =
             load_checked(engine, &dir.join("encoder.onnx"), ModelType::WhisperEncoder)?;
         let (decoder, dec) =
@@ -233,7 +123,14 @@ impl WhisperModel {
         };
         let params: WhisperParams = serde_json::from_value(params.clone())
             .map_err(|e| contract_err(format!("`hearken.whisper` is incomplete: {e}")))?;
-        let FeatureSpec::LogMel { n_mels, .. } = enc.features else {
+        let FeatureSpec::LogMel {
+            sample_rate_hz,
+            n_mels,
+            n_fft,
+            hop_length,
+            chunk_length_s,
+        } = enc.features
+        else {
             return Err(contract_err("Whisper takes log-mel features".into()));
         };
         if n_mels != params.n_mels {
@@ -242,9 +139,43 @@ impl WhisperModel {
                 params.n_mels
             )));
         }
+        // The window, hop and rate the model was exported with; the contract reader has
+        // checked they are positive.
+        let n_samples = chunk_length_s as usize * sample_rate_hz as usize;
+        let log_mel = LogMel::new(MelConfig {
+            feature_size: n_mels,
+            sampling_rate: sample_rate_hz,
+            hop_length,
+            n_fft,
+            chunk_length: chunk_length_s as usize,
+            n_samples,
+            nb_max_frames: n_samples / hop_length.max(1),
+            ..MelConfig::whisper(n_mels)
+        })?;
         Ok(WhisperModel {
             layout: Layout::Hearken { encoder, decoder },
-            log_mel: LogMel::whisper(n_mels)?,
+            log_mel,
+            tokenizer: WhisperTokenizer::from_dir(dir)?,
+            params,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Loads a Hugging Face optimum export from `dir` as it is: `encoder_model.onnx` with
+    /// `decoder_model.onnx` + `decoder_with_past_model.onnx` (preferred) or
+    /// `decoder_model_merged.onnx` (which tract cannot run); `config.json`,
+    /// `generation_config.json` and `tokenizer.json` give the parameters. Reached through
+    /// [`crate::model::open`].
+    ///
+    /// Fails with [`Error::Contract`] when the files are incomplete or disagree, and with
+    /// [`Error::ModelLoad`] when the engine cannot run the decoders there are (tract
+    /// without `decoder_with_past_model.onnx`).
+    pub(crate) fn load_optimum(engine: &dyn Engine, dir: &Path) -> Result<Self> {
+        let (optimum, params) = OptimumWhisper::load(engine, dir)?;
+        Ok(WhisperModel {
+            layout: Layout::Optimum(Box::new(optimum)),
+            log_mel: LogMel::whisper(params.n_mels)?,
+            tokenizer: WhisperTokenizer::from_dir(dir)?,
             params,
             dir: dir.to_path_buf(),
         })
@@ -263,6 +194,20 @@ impl WhisperModel {
     /// The feature extractor matching this model.
     pub fn log_mel(&self) -> &LogMel {
         &self.log_mel
+    }
+
+    /// The tokenizer of the model directory (`tokenizer.json`, and `vocabulary.txt` when
+    /// present).
+    pub fn tokenizer(&self) -> &WhisperTokenizer {
+        &self.tokenizer
+    }
+
+    /// The execution providers the graphs really run on.
+    pub fn providers(&self) -> Vec<crate::engine::ExecutionProvider> {
+        match &self.layout {
+            Layout::Hearken { encoder, .. } => encoder.providers().to_vec(),
+            Layout::Optimum(o) => o.providers(),
+        }
     }
 
     /// Which graphs run: `"hearken"`, or for optimum exports `"optimum-split"`,
