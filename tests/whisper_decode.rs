@@ -328,7 +328,7 @@ fn timestamps_open_close_and_end() {
     let r = decode(&mut model, &layout(false), &options(true), &words).unwrap();
     assert_eq!(r.tokens, &script[..7]);
     assert_eq!(r.text, "w5 w6 w7");
-    let split = split_segments(&r.tokens, TB, 0, 3000);
+    let split = split_segments(&r.tokens, TB, 0, 3000, 0.01);
     assert_eq!(split.segments.len(), 2);
     assert!((split.segments[0].end_s - 0.10).abs() < 1e-9);
     assert!((split.segments[1].end_s - 0.16).abs() < 1e-9);

@@ -9,16 +9,39 @@
 //! whose frames are dropped, and the kept frames are concatenated — the stride scheme of
 //! Hugging Face's ASR pipeline (`chunk_length_s`, `stride_length_s`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::decode::ctc::{
-    CtcDecoder, CtcDecoderBuilder, CtcResult, CtcVocab, check_rows, log_softmax_rows,
+    CtcDecoder, CtcDecoderBuilder, CtcResult, CtcSearch, CtcVocab, Hotword, LmFusion, check_rows,
+    log_softmax_rows,
 };
-use crate::engine::Engine;
+use crate::engine::{ExecutionProvider, Graph};
 use crate::model::waveform::{MIN_SAMPLES, WaveformGraph};
-use crate::model::{Head, ModelType};
+use crate::model::{Contract, Head, ModelType};
+use crate::offline::chunking::plan_chunks;
+use crate::result::{Segment, Timing, Transcript, Word};
 use crate::{Error, Result};
+
+/// A new segment (subtitle cue) starts after a pause longer than this, seconds.
+const SEGMENT_PAUSE_S: f64 = 0.6;
+/// A segment holds at most this many words.
+const SEGMENT_MAX_WORDS: usize = 12;
+
+/// How a CTC model's output is searched (the decoder built from these per call is cheap:
+/// the language model is shared through its `Arc`).
+#[derive(Debug, Clone, Default)]
+pub struct CtcOptions {
+    /// Greedy or prefix beam search.
+    pub search: CtcSearch,
+    /// Shallow fusion with an n-gram language model (beam search only).
+    pub lm: Option<LmFusion>,
+    /// Words and phrases to boost (beam search only).
+    pub hotwords: Vec<Hotword>,
+    /// How long audio is cut into pieces.
+    pub chunks: ChunkOptions,
+}
 
 /// How long audio is split before the model sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,58 +62,6 @@ impl Default for ChunkOptions {
     }
 }
 
-/// One piece of a chunked run: samples `start..end` go in, and of the frames that come
-/// out, `skip_frames..` are kept up to `keep_until_frame` (relative to the piece; `None`:
-/// all the rest).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Chunk {
-    /// First sample, a multiple of the frame stride.
-    pub start: usize,
-    /// One past the last sample.
-    pub end: usize,
-    /// Leading frames to drop (left context).
-    pub skip_frames: usize,
-    /// Frames (from the piece's first) to keep up to, exclusive; `None` for the last piece.
-    pub keep_until_frame: Option<usize>,
-}
-
-/// Splits `n_samples` into pieces of at most `chunk` samples, each with `context` samples
-/// of overlap on both inner sides, starts aligned to `stride`, so that the kept frames of
-/// consecutive pieces are consecutive frames of the whole.
-///
-/// `chunk` and `context` are rounded down to multiples of `stride`; a `chunk` not longer
-/// than `2 * context + stride` or audio that fits in one chunk gives a single piece.
-pub fn plan_chunks(n_samples: usize, chunk: usize, context: usize, stride: usize) -> Vec<Chunk> {
-    let stride = stride.max(1);
-    let chunk = chunk / stride * stride;
-    let context = context / stride * stride;
-    if n_samples <= chunk || chunk <= 2 * context + stride {
-        return vec![Chunk {
-            start: 0,
-            end: n_samples,
-            skip_frames: 0,
-            keep_until_frame: None,
-        }];
-    }
-    let step = chunk - 2 * context;
-    let ctx_frames = context / stride;
-    let mut out = Vec::new();
-    let mut start = 0;
-    loop {
-        let last = start + chunk >= n_samples;
-        out.push(Chunk {
-            start,
-            end: if last { n_samples } else { start + chunk },
-            skip_frames: if start == 0 { 0 } else { ctx_frames },
-            keep_until_frame: (!last).then_some(chunk / stride - ctx_frames),
-        });
-        if last {
-            return out;
-        }
-        start += step;
-    }
-}
-
 /// Per-frame log-probabilities: `data: (n_frames, n_vocab)`, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogProbs {
@@ -100,32 +71,6 @@ pub struct LogProbs {
     pub n_frames: usize,
     /// Vocabulary size.
     pub n_vocab: usize,
-}
-
-/// Where the time of one transcription went.
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
-pub struct CtcTiming {
-    /// Normalization and model forward passes, milliseconds.
-    pub forward_ms: f64,
-    /// The CTC search, milliseconds.
-    pub decode_ms: f64,
-    /// Everything, milliseconds.
-    pub total_ms: f64,
-    /// Audio length, seconds.
-    pub audio_s: f64,
-    /// `total / audio` (below 1 is faster than real time).
-    pub real_time_factor: f64,
-}
-
-/// A CTC transcription with its timing.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CtcTranscript {
-    /// Text, tokens, word timings and score.
-    pub result: CtcResult,
-    /// Frames the model produced.
-    pub n_frames: usize,
-    /// Where the time went.
-    pub timing: CtcTiming,
 }
 
 /// A CTC model: `model.onnx` taking `waveform (1, n_samples)` to
@@ -147,12 +92,17 @@ impl std::fmt::Debug for CtcModel {
 }
 
 impl CtcModel {
-    /// Loads a CTC model: a hearken model directory with `model.onnx`, or the file.
-    ///
-    /// Fails with [`Error::Contract`] when the model is not a CTC model taking 16 kHz
-    /// waveforms or its vocabulary is unusable.
-    pub fn load(engine: &dyn Engine, path: &Path) -> Result<Self> {
-        let inner = WaveformGraph::load(engine, path, ModelType::Ctc)?;
+    /// A CTC model over an already loaded graph and its contract.
+    /// Reached through [`crate::model::open`].
+    pub(crate) fn from_graph(
+        graph: Arc<dyn Graph>,
+        contract: Contract,
+        path: PathBuf,
+    ) -> Result<Self> {
+        Self::from_waveform(WaveformGraph::new(graph, contract, path, ModelType::Ctc)?)
+    }
+
+    fn from_waveform(inner: WaveformGraph) -> Result<Self> {
         let Head::Ctc {
             vocab,
             blank_id,
@@ -190,10 +140,49 @@ impl CtcModel {
         self.frame_stride_samples as f32 / crate::audio::SAMPLE_RATE_HZ as f32
     }
 
+    /// Input samples per output frame (320 for Wav2Vec2 / HuBERT).
+    pub fn frame_stride_samples(&self) -> usize {
+        self.frame_stride_samples
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The execution providers the graph really runs on.
+    pub fn providers(&self) -> Vec<ExecutionProvider> {
+        self.inner.graph.providers().to_vec()
+    }
+
     /// A decoder builder set up for this model's vocabulary and frame stride; choose the
     /// search, language model and hotwords on it.
     pub fn decoder_builder(&self) -> CtcDecoderBuilder {
         CtcDecoder::builder(self.vocab.clone()).frame_stride_s(self.frame_stride_s())
+    }
+
+    /// The decoder `opts` describe.
+    pub fn decoder(&self, opts: &CtcOptions) -> Result<CtcDecoder> {
+        let mut b = self.decoder_builder().search(opts.search.clone());
+        if let Some(lm) = &opts.lm {
+            b = b.lm(lm.clone());
+        }
+        if !opts.hotwords.is_empty() {
+            b = b.hotwords(opts.hotwords.clone());
+        }
+        b.build()
+    }
+
+    /// Log-probabilities of one piece of audio in one run, no chunking: `(n_frames,
+    /// n_vocab)`. Live sessions call this on their own pieces (context included).
+    pub fn forward(&self, samples: &[f32]) -> Result<LogProbs> {
+        self.log_probs(
+            samples,
+            &ChunkOptions {
+                chunk_s: f32::INFINITY,
+                context_s: 0.0,
+            },
+        )
     }
 
     /// The upstream architecture named in the contract (`wav2vec2`, `hubert`), if any.
@@ -243,13 +232,13 @@ impl CtcModel {
     }
 
     /// Transcribes `samples` (16 kHz mono) with `decoder` (from
-    /// [`CtcModel::decoder_builder`]).
+    /// [`CtcModel::decoder_builder`] or [`CtcModel::decoder`]).
     pub fn transcribe(
         &self,
         samples: &[f32],
         decoder: &CtcDecoder,
         chunks: &ChunkOptions,
-    ) -> Result<CtcTranscript> {
+    ) -> Result<Transcript> {
         if decoder.vocab().len() != self.vocab.len() {
             return Err(Error::invalid(
                 "CTC decoder vocabulary",
@@ -263,74 +252,90 @@ impl CtcModel {
         let t1 = Instant::now();
         let result = decoder.decode(&lp.data)?;
         let decode_ms = t1.elapsed().as_secs_f64() * 1e3;
-        let total_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let audio_s = samples.len() as f64 / f64::from(crate::audio::SAMPLE_RATE_HZ);
-        Ok(CtcTranscript {
-            result,
-            n_frames: lp.n_frames,
-            timing: CtcTiming {
-                forward_ms,
-                decode_ms,
-                total_ms,
-                audio_s,
-                real_time_factor: if audio_s > 0.0 {
-                    total_ms / 1e3 / audio_s
-                } else {
-                    0.0
-                },
-            },
+        let mut timing = Timing {
+            encoder_ms: forward_ms,
+            decoder_ms: decode_ms,
+            audio_s: samples.len() as f64 / f64::from(crate::audio::SAMPLE_RATE_HZ),
+            ..Timing::default()
+        };
+        timing.finish(t0.elapsed().as_secs_f64() * 1e3);
+        Ok(Transcript {
+            text: result.text.clone(),
+            language: None,
+            segments: segments(&result, 0.0),
+            score: Some(result.score),
+            timing,
         })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Words with times of a CTC result whose frame 0 is at `offset_s`.
+pub fn words(result: &CtcResult, offset_s: f64) -> Vec<Word> {
+    result
+        .words
+        .iter()
+        .map(|w| Word {
+            word: w.word.clone(),
+            start_s: offset_s + f64::from(w.start_s),
+            end_s: offset_s + f64::from(w.end_s),
+        })
+        .collect()
+}
 
-    /// Frames of the standard Wav2Vec2 conv stack for `n` samples.
-    fn frames(n: usize) -> usize {
-        if n < 400 { 0 } else { (n - 400) / 320 + 1 }
-    }
-
-    #[test]
-    fn short_audio_is_one_piece() {
-        assert_eq!(
-            plan_chunks(16_000, 480_000, 32_000, 320),
-            vec![Chunk {
-                start: 0,
-                end: 16_000,
-                skip_frames: 0,
-                keep_until_frame: None
-            }]
-        );
-    }
-
-    #[test]
-    fn kept_frames_tile_the_whole_exactly() {
-        for n in [480_001, 500_000, 1_000_000, 1_440_000, 2_000_123] {
-            let plan = plan_chunks(n, 480_000, 32_000, 320);
-            assert!(plan.len() > 1, "{n}");
-            let mut next = 0;
-            for c in &plan {
-                assert_eq!(c.start % 320, 0);
-                assert!(c.end - c.start <= 480_000);
-                let produced = frames(c.end - c.start);
-                let keep = c.keep_until_frame.unwrap_or(produced);
-                assert!(keep <= produced, "{n}: keep {keep} of {produced}");
-                assert_eq!(c.start / 320 + c.skip_frames, next, "{n}: gap or overlap");
-                next = c.start / 320 + keep;
-            }
-            assert_eq!(
-                next,
-                frames(n),
-                "{n}: the pieces give as many frames as the whole"
-            );
+/// A CTC result as transcript segments (subtitle cues): a new segment after a pause of
+/// more than 0.6 s or 12 words; each keeps its words and the tokens from its first word
+/// up to the next segment's. Frame 0 of the result is at `offset_s`.
+pub fn segments(result: &CtcResult, offset_s: f64) -> Vec<Segment> {
+    let words = words(result, offset_s);
+    let mut groups: Vec<Vec<Word>> = Vec::new();
+    let mut prev_end = f64::NEG_INFINITY;
+    for w in words {
+        let new = match groups.last() {
+            None => true,
+            Some(g) => g.len() >= SEGMENT_MAX_WORDS || w.start_s - prev_end > SEGMENT_PAUSE_S,
+        };
+        prev_end = w.end_s;
+        if new {
+            groups.push(vec![w]);
+        } else if let Some(g) = groups.last_mut() {
+            g.push(w);
         }
     }
-
-    #[test]
-    fn degenerate_sizes_give_one_piece() {
-        assert_eq!(plan_chunks(1_000_000, 640, 320, 320).len(), 1);
-        assert_eq!(plan_chunks(0, 480_000, 32_000, 320).len(), 1);
+    let word_frames: Vec<usize> = result.words.iter().map(|w| w.start_frame).collect();
+    let mut first_word = 0;
+    let mut out = Vec::with_capacity(groups.len());
+    for (i, g) in groups.iter().enumerate() {
+        let next_first = first_word + g.len();
+        let from = if i == 0 {
+            0
+        } else {
+            word_frames.get(first_word).copied().unwrap_or(0)
+        };
+        let to = if i + 1 < groups.len() {
+            word_frames.get(next_first).copied().unwrap_or(usize::MAX)
+        } else {
+            usize::MAX
+        };
+        let tokens = result
+            .tokens
+            .iter()
+            .zip(&result.token_spans)
+            .filter(|(_, s)| s.start_frame >= from && s.start_frame < to)
+            .map(|(&t, _)| t)
+            .collect();
+        out.push(Segment {
+            start_s: g.first().map_or(offset_s, |w| w.start_s),
+            end_s: g.last().map_or(offset_s, |w| w.end_s),
+            text: g
+                .iter()
+                .map(|w| w.word.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            tokens,
+            words: g.clone(),
+            ..Segment::default()
+        });
+        first_word = next_first;
     }
+    out
 }

@@ -1,10 +1,10 @@
 //! The part every waveform model shares (Wav2Vec2 / HuBERT CTC and classifiers): load
 //! `model.onnx` with its contract, normalize the waveform as the model expects, run it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::engine::{Engine, Graph, Tensor};
+use crate::engine::{Graph, Tensor};
 use crate::features::zero_mean_unit_var;
 use crate::model::{Contract, FeatureSpec, ModelType};
 use crate::{Error, Result};
@@ -29,23 +29,13 @@ pub(crate) struct WaveformGraph {
 }
 
 impl WaveformGraph {
-    /// Loads `path` (a `model.onnx`, or a directory holding one) and checks that it is a
-    /// `want` model taking waveforms.
-    pub(crate) fn load(engine: &dyn Engine, path: &Path, want: ModelType) -> Result<Self> {
-        let path = if path.is_dir() {
-            path.join("model.onnx")
-        } else {
-            path.to_path_buf()
-        };
-        if !path.is_file() {
-            return Err(Error::Contract {
-                path,
-                reason: "missing: a Wav2Vec2 / HuBERT model directory holds model.onnx \
-                         (export one with `hearken-export convert`)"
-                    .into(),
-            });
-        }
-        let (graph, contract) = super::load(engine, &path)?;
+    /// Checks a loaded graph and its contract: a `want` model taking 16 kHz waveforms.
+    pub(crate) fn new(
+        graph: Arc<dyn Graph>,
+        contract: Contract,
+        path: PathBuf,
+        want: ModelType,
+    ) -> Result<Self> {
         let err = |reason: String| Error::Contract {
             path: path.clone(),
             reason,

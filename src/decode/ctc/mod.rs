@@ -289,7 +289,7 @@ pub struct WordTiming {
 /// The parts of a hypothesis' score, all natural logs.
 ///
 /// `total = acoustic + alpha * lm + word_insertion + hotwords + oov`.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct CtcScore {
     /// Acoustic log-probability: of the best path for greedy decoding, summed over all
     /// alignments of the prefix that the beam kept for beam search.
@@ -476,9 +476,10 @@ pub(crate) fn pair(a: u32, b: u32) -> u64 {
 }
 
 /// How to search.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum CtcSearch {
     /// Arg-max per frame ([`greedy`]). No LM, no hotwords.
+    #[default]
     Greedy,
     /// CTC prefix beam search ([`beam`]).
     Beam(BeamOptions),

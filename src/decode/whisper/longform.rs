@@ -40,7 +40,9 @@ pub struct WindowSplit {
 ///
 /// `tokens`: [`DecodingResult::tokens`](super::DecodingResult::tokens) of a decode with
 /// timestamps; `seek_frames`: where the window starts; `segment_size_frames`: how many
-/// frames of it hold audio (`min(N_FRAMES, remaining)`).
+/// frames of it hold audio (`min(N_FRAMES, remaining)`); `frame_s`: seconds per mel frame
+/// (`hop_length / sampling_rate`, 0.01 for Whisper). A timestamp token counts
+/// [`INPUT_STRIDE`] frames.
 ///
 /// With at least one pair of adjacent timestamps, each pair ends a segment; an unfinished
 /// last segment is dropped and the next window starts at the last complete timestamp,
@@ -53,10 +55,11 @@ pub fn split_segments(
     timestamp_begin: u32,
     seek_frames: usize,
     segment_size_frames: usize,
+    frame_s: f64,
 ) -> WindowSplit {
     let is_ts = |t: u32| t >= timestamp_begin;
-    let time_offset = seek_frames as f64 * 160.0 / 16000.0;
-    let time_precision = (INPUT_STRIDE * 160) as f64 / 16000.0;
+    let time_offset = seek_frames as f64 * frame_s;
+    let time_precision = INPUT_STRIDE as f64 * frame_s;
     let position = |t: u32| t as i64 - timestamp_begin as i64;
     let n = tokens.len();
     let single_timestamp_ending = n >= 2 && !is_ts(tokens[n - 2]) && is_ts(tokens[n - 1]);
@@ -89,7 +92,7 @@ pub fn split_segments(
             (position(tokens[last_slice - 1]).max(0) as usize) * INPUT_STRIDE
         };
     } else {
-        let mut duration = segment_size_frames as f64 * 160.0 / 16000.0;
+        let mut duration = segment_size_frames as f64 * frame_s;
         if let Some(&last) = tokens.iter().rev().find(|&&t| is_ts(t))
             && last != timestamp_begin
         {
@@ -131,7 +134,7 @@ mod tests {
     fn pairs_split_segments_and_seek_to_the_last_complete_one() {
         // <0.00> a b <1.00><1.00> c <2.00><2.00> d   (unfinished last segment)
         let tokens = [ts(0.0), 1, 2, ts(1.0), ts(1.0), 3, ts(2.0), ts(2.0), 4];
-        let split = split_segments(&tokens, TB, 1000, 3000);
+        let split = split_segments(&tokens, TB, 1000, 3000, 0.01);
         assert_eq!(split.segments.len(), 2);
         assert_eq!(split.segments[0].tokens, 0..4);
         assert_eq!(split.segments[1].tokens, 4..7);
@@ -146,7 +149,7 @@ mod tests {
     fn single_timestamp_ending_consumes_the_window() {
         // <0.00> a <1.00><1.00> b <2.50>
         let tokens = [ts(0.0), 1, ts(1.0), ts(1.0), 2, ts(2.5)];
-        let split = split_segments(&tokens, TB, 0, 2400);
+        let split = split_segments(&tokens, TB, 0, 2400, 0.01);
         assert!(split.single_timestamp_ending);
         assert_eq!(split.segments.len(), 2);
         assert_eq!(split.segments[1].tokens, 3..6);
@@ -157,17 +160,17 @@ mod tests {
     #[test]
     fn no_pair_is_one_segment_to_the_last_timestamp() {
         let tokens = [ts(0.0), 1, 2, ts(3.2)];
-        let split = split_segments(&tokens, TB, 300, 3000);
+        let split = split_segments(&tokens, TB, 300, 3000, 0.01);
         assert_eq!(split.segments.len(), 1);
         assert!((split.segments[0].start_s - 3.0).abs() < 1e-9);
         assert!((split.segments[0].end_s - 6.2).abs() < 1e-9);
         assert_eq!(split.seek_advance_frames, 3000);
         // Without timestamps: the whole (partial) window.
-        let split = split_segments(&[1, 2, 3], TB, 0, 1234);
+        let split = split_segments(&[1, 2, 3], TB, 0, 1234, 0.01);
         assert!((split.segments[0].end_s - 12.34).abs() < 1e-9);
         assert_eq!(split.seek_advance_frames, 1234);
         // A lone <|0.00|> does not count as an end time.
-        let split = split_segments(&[TB, 1, 2], TB, 0, 500);
+        let split = split_segments(&[TB, 1, 2], TB, 0, 500, 0.01);
         assert!((split.segments[0].end_s - 5.0).abs() < 1e-9);
     }
 
