@@ -12,21 +12,32 @@ use serde::Serialize;
 
 /// Where and when the numbers were taken.
 #[derive(Serialize, Debug, Clone)]
-pub(super) struct Machine {
-    pub(super) cpu: String,
-    pub(super) logical_cores: usize,
-    pub(super) gpu: Option<String>,
-    pub(super) os: String,
-    pub(super) kernel: Option<String>,
-    pub(super) arch: String,
-    pub(super) onnxruntime: String,
-    pub(super) tract: String,
-    pub(super) hearken: String,
-    pub(super) date: String,
+pub struct Machine {
+    /// CPU model name.
+    pub cpu: String,
+    /// Logical cores.
+    pub logical_cores: usize,
+    /// GPU names from `nvidia-smi`, if any.
+    pub gpu: Option<String>,
+    /// Operating system.
+    pub os: String,
+    /// Kernel release.
+    pub kernel: Option<String>,
+    /// CPU architecture.
+    pub arch: String,
+    /// ONNX Runtime library version, or why it is unavailable.
+    pub onnxruntime: String,
+    /// tract version.
+    pub tract: String,
+    /// hearken version.
+    pub hearken: String,
+    /// UTC date and time of the run.
+    pub date: String,
 }
 
 impl Machine {
-    pub(super) fn detect(ort_lib: Option<&Path>) -> Machine {
+    /// Reads the machine (ONNX Runtime from `ort_lib` when given).
+    pub fn detect(ort_lib: Option<&Path>) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = ["model name", "Hardware", "Model", "cpu model"]
             .iter()
@@ -63,7 +74,7 @@ impl Machine {
     }
 
     /// One line for a table header or a chart footer.
-    pub(super) fn summary(&self) -> String {
+    pub fn summary(&self) -> String {
         format!(
             "{} ({} logical cores), GPU: {}, {} {}, ONNX Runtime {}, tract {}, hearken {}, {}",
             self.cpu,
@@ -96,7 +107,7 @@ fn gpu_names() -> Option<String> {
 
 #[cfg(feature = "ort")]
 fn ort_version(ort_lib: Option<&Path>) -> String {
-    match hearken::engine::ort_info(ort_lib) {
+    match crate::engine::ort_info(ort_lib) {
         Ok(info) => info.version,
         Err(e) => format!("unavailable ({e})"),
     }

@@ -1,36 +1,27 @@
 //! One configuration measured in its own process: load, warm up, time, read the peak
 //! memory, and, for GPU providers, find out where the nodes really ran.
 //!
-//! Whisper runs through the same path as `hearken transcribe` (`WhisperModel::load`,
-//! `transcribe`); its stage timings come from the transcript. Time to first token is a
-//! separate pass per run over the public model API, since `transcribe` does not expose it.
-//! CTC and classification models are timed as waveform normalization plus one forward
-//! pass of their graph.
+//! Every model runs through [`Model::transcribe`] or [`Model::classify`], the code
+//! `hearken transcribe` and `hearken classify` run; stage timings, time to first token
+//! included, come from the result's [`crate::result::Timing`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use hearken::decode::WhisperStep;
-use hearken::decode::whisper::{
-    DecodeOptions, SpecialTokens, Task, detect_language, initial_tokens,
-};
-use hearken::engine::{
-    Engine, EngineKind, ExecutionProvider, Graph, OrtOptions, Tensor, TractOptions,
-};
-use hearken::model::contract::{Contract, FeatureSpec, ModelType};
-use hearken::model::transcribe::{Language, TranscribeOptions, transcribe};
-use hearken::model::whisper::WhisperModel;
-use hearken::text::WhisperTokenizer;
-
-use super::{Input, Job, ModelKind, Row, Stats, Status, search_of};
+use super::{Input, Job, Row, Stats, Status};
+use crate::decode::whisper::Search;
+use crate::engine::{Engine, EngineKind, ExecutionProvider, Graph, OrtOptions, TractOptions};
+use crate::model::classify::ClassifyOptions;
+use crate::model::{Family, Model, TranscribeOptions};
+use crate::offline::whisper::{Language, WhisperOptions};
+use crate::{Error, Result};
 
 /// `n_samples = round(seconds · 16000)` of deterministic, speech-like audio: a gliding
 /// 100–160 Hz fundamental with eight harmonics under a moving formant, gated at a
 /// syllable rate of 4 Hz, plus seeded white noise. Timing only: it is not speech.
-pub(super) fn synthetic(seconds: f64) -> Vec<f32> {
+pub fn synthetic(seconds: f64) -> Vec<f32> {
     let n = (seconds * 16_000.0).round().max(0.0) as usize;
     let mut state = 0x5eed_u64;
     let mut noise = move || {
@@ -97,7 +88,7 @@ impl Engine for Recording {
         self.inner.name()
     }
 
-    fn load(&self, path: &Path) -> hearken::Result<Arc<dyn Graph>> {
+    fn load(&self, path: &Path) -> Result<Arc<dyn Graph>> {
         let g = self.inner.load(path)?;
         let name = path.file_name().map_or_else(
             || path.display().to_string(),
@@ -107,87 +98,33 @@ impl Engine for Recording {
         Ok(g)
     }
 
-    fn load_bytes(&self, bytes: &[u8]) -> hearken::Result<Arc<dyn Graph>> {
+    fn load_bytes(&self, bytes: &[u8]) -> Result<Arc<dyn Graph>> {
         let g = self.inner.load_bytes(bytes)?;
         self.keep("<memory>".into(), &g);
         Ok(g)
     }
 }
 
-/// A loaded model, ready to run.
-enum Loaded {
-    Whisper {
-        model: Box<WhisperModel>,
-        tokenizer: Box<WhisperTokenizer>,
-        special: SpecialTokens,
-    },
-    Waveform {
-        graph: Arc<dyn Graph>,
-        input: String,
-        /// The `attention_mask` input, when the graph has one (hearken's Wav2Vec2 / HuBERT
-        /// exports do): all ones for one unpadded utterance.
-        mask: Option<String>,
-        normalize: bool,
-        sample_rate_hz: u32,
-    },
-}
-
-fn load(engine: &dyn Engine, job: &Job) -> hearken::Result<Loaded> {
-    match job.model_kind {
-        ModelKind::Whisper => {
-            let model = WhisperModel::load(engine, &job.model)?;
-            let tokenizer = WhisperTokenizer::from_dir(&job.model)?;
-            let special = tokenizer.special_tokens()?;
-            Ok(Loaded::Whisper {
-                model: Box::new(model),
-                tokenizer: Box::new(tokenizer),
-                special,
-            })
-        }
-        ModelKind::Waveform => {
-            let path = job.model.join("model.onnx");
-            let graph = engine.load(&path)?;
-            let contract = Contract::from_metadata(&path, graph.metadata())?;
-            let not_waveform = |what: &str| hearken::Error::Contract {
-                path: path.clone(),
-                reason: format!(
-                    "hearken bench measures ctc and audio-classification models here, not {what}"
-                ),
-            };
-            if !matches!(
-                contract.model_type,
-                ModelType::Ctc | ModelType::AudioClassification
-            ) {
-                return Err(not_waveform(contract.model_type.as_str()));
-            }
-            let FeatureSpec::Waveform {
-                sample_rate_hz,
-                normalize,
-            } = contract.features
-            else {
-                return Err(not_waveform("a model that takes log-mel features"));
-            };
-            let input = graph
-                .inputs()
-                .iter()
-                .find(|s| s.name == "waveform")
-                .or_else(|| graph.inputs().first())
-                .map(|s| s.name.clone())
-                .unwrap_or_else(|| "waveform".into());
-            let mask = graph
-                .inputs()
-                .iter()
-                .find(|s| s.name == "attention_mask")
-                .map(|s| s.name.clone());
-            Ok(Loaded::Waveform {
-                graph,
-                input,
-                mask,
-                normalize,
-                sample_rate_hz,
-            })
-        }
-    }
+/// The options a job's runs use: as `hearken transcribe` with the job's search and
+/// language (timestamps when the audio needs several windows).
+fn options(job: &Job, audio_s: f64) -> Result<TranscribeOptions> {
+    let search = match job.beam {
+        None | Some(1) => Search::Greedy,
+        Some(0) => return Err(Error::invalid("beam size", "at least 1", 0)),
+        Some(beam_size) => Search::Beam {
+            beam_size,
+            patience: 1.0,
+        },
+    };
+    Ok(TranscribeOptions {
+        whisper: WhisperOptions {
+            language: job.language.parse::<Language>()?,
+            search,
+            timestamps: audio_s > 30.0,
+            ..WhisperOptions::default()
+        },
+        ..TranscribeOptions::default()
+    })
 }
 
 /// The timings of one run, milliseconds.
@@ -205,134 +142,49 @@ struct Sample {
 /// What a run produced, for the row: text and text-token count.
 type Output = Option<(String, usize)>;
 
-fn run_once(loaded: &Loaded, job: &Job, samples: &[f32]) -> Result<(Sample, Output)> {
-    let audio_s = samples.len() as f64 / 16_000.0;
-    match loaded {
-        Loaded::Whisper {
-            model,
-            tokenizer,
-            special,
-        } => {
-            let language = match job.language.as_str() {
-                "auto" => Language::Auto,
-                code => Language::Code(code.to_string()),
-            };
-            let opts = TranscribeOptions {
-                language,
-                search: search_of(job.beam)?,
-                // As `hearken transcribe`: timestamps when the audio needs several windows.
-                timestamps: audio_s > 30.0,
-                ..TranscribeOptions::default()
-            };
-            let tr = transcribe(model, tokenizer, samples, &opts, &mut |_| {})?;
-            let first_token_ms = first_token_ms(model, tokenizer, special, samples, &opts)?;
-            let t = &tr.timing;
-            let n_tokens = tr
-                .segments
-                .iter()
-                .flat_map(|s| &s.tokens)
-                .filter(|&&id| id < special.eot)
-                .count();
-            Ok((
-                Sample {
-                    features_ms: t.features_ms,
-                    encoder_ms: Some(t.encoder_ms),
-                    forward_ms: None,
-                    decoder_token_ms: (t.n_decoder_steps > 0)
-                        .then(|| t.decoder_ms / t.n_decoder_steps as f64),
-                    first_token_ms: Some(first_token_ms),
-                    total_ms: t.total_ms,
-                    rtf: t.real_time_factor,
-                },
-                Some((tr.text, n_tokens)),
-            ))
-        }
-        Loaded::Waveform {
-            graph,
-            input,
-            mask,
-            normalize,
-            ..
-        } => {
-            let t0 = Instant::now();
-            let mut x = samples.to_vec();
-            if *normalize {
-                hearken::features::zero_mean_unit_var(&mut x)?;
-            }
-            let n = x.len();
-            let tensor = Tensor::from_f32([1, n], x)?;
-            let mut inputs = vec![(input.as_str(), tensor)];
-            if let Some(mask) = mask {
-                inputs.push((mask.as_str(), Tensor::from_i64([1, n], vec![1; n])?));
-            }
-            let features_ms = t0.elapsed().as_secs_f64() * 1e3;
-            let t1 = Instant::now();
-            graph.run(&inputs)?;
-            let forward_ms = t1.elapsed().as_secs_f64() * 1e3;
-            let total_ms = t0.elapsed().as_secs_f64() * 1e3;
-            Ok((
-                Sample {
-                    features_ms,
-                    forward_ms: Some(forward_ms),
-                    total_ms,
-                    rtf: total_ms / 1e3 / audio_s.max(1e-9),
-                    ..Sample::default()
-                },
-                None,
-            ))
-        }
+fn run_once(model: &Model, job: &Job, samples: &[f32]) -> Result<(Sample, Output)> {
+    let audio_s = samples.len() as f64 / f64::from(crate::audio::SAMPLE_RATE_HZ);
+    if model.family() == Family::Classifier {
+        let labels = model.classify(samples, &ClassifyOptions::default())?;
+        let t = &labels.timing;
+        return Ok((
+            Sample {
+                forward_ms: Some(t.encoder_ms),
+                total_ms: t.total_ms,
+                rtf: t.real_time_factor,
+                ..Sample::default()
+            },
+            None,
+        ));
     }
-}
-
-/// Time to the first text token: log-mel of the first window, the encoder, language
-/// detection when asked for, the prompt through the decoder (in two calls when the
-/// vocabulary has a no-speech token, as the decoder does), and the arg-max of its logits.
-fn first_token_ms(
-    model: &WhisperModel,
-    tokenizer: &WhisperTokenizer,
-    special: &SpecialTokens,
-    samples: &[f32],
-    opts: &TranscribeOptions,
-) -> Result<f64> {
-    let mut language = match &opts.language {
-        Language::Code(code) if special.multilingual => Some(
-            tokenizer
-                .language_token(code)
-                .with_context(|| format!("unknown language `{code}`"))?,
-        ),
-        _ => None,
+    let tr = model.transcribe(samples, &options(job, audio_s)?, &mut |_| {})?;
+    let t = &tr.timing;
+    let sample = match model.family() {
+        Family::Whisper => Sample {
+            features_ms: t.features_ms,
+            encoder_ms: Some(t.encoder_ms),
+            forward_ms: None,
+            decoder_token_ms: (t.n_decoder_steps > 0)
+                .then(|| t.decoder_ms / t.n_decoder_steps as f64),
+            first_token_ms: t.first_token_ms,
+            total_ms: t.total_ms,
+            rtf: t.real_time_factor,
+        },
+        _ => Sample {
+            forward_ms: Some(t.encoder_ms),
+            total_ms: t.total_ms,
+            rtf: t.real_time_factor,
+            ..Sample::default()
+        },
     };
-    let mut decode = DecodeOptions {
-        task: Task::Transcribe,
-        timestamps: opts.timestamps,
-        n_text_ctx: model.params().n_text_ctx,
-        ..DecodeOptions::default()
+    let output = match model.as_whisper() {
+        Some(w) => {
+            let eot = w.params().eot;
+            Some((tr.text.clone(), tr.tokens().filter(|&id| id < eot).count()))
+        }
+        None => Some((tr.text.clone(), tr.tokens().count())),
     };
-    let t = Instant::now();
-    let window = &samples[..samples.len().min(480_000)];
-    let mel = model.log_mel().compute_padded(window)?;
-    let audio = model.encode(&mel)?;
-    let mut state = model.decoder(&audio);
-    if special.multilingual && language.is_none() {
-        language = Some(detect_language(&mut state, special)?.0);
-    }
-    decode.language = language;
-    let prompt = initial_tokens(special, &decode)?;
-    state.reset()?;
-    let split = prompt.sot_index + 1;
-    let logits = if special.no_speech.is_some() && split < prompt.tokens.len() {
-        state.step(&prompt.tokens[..split], 1)?;
-        state.step(&prompt.tokens[split..], 1)?
-    } else {
-        state.step(&prompt.tokens, 1)?
-    };
-    let first = logits
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i);
-    std::hint::black_box(first);
-    Ok(t.elapsed().as_secs_f64() * 1e3)
+    Ok((sample, output))
 }
 
 /// The engine kind of a job. `profile` loads for the node report: CPU fallback allowed,
@@ -355,16 +207,15 @@ fn engine_kind(job: &Job, profile: bool) -> Result<EngineKind> {
             })
         }
         "tract" => EngineKind::Tract(TractOptions::default()),
-        other => bail!("unknown engine `{other}`"),
+        other => return Err(Error::invalid("engine", "ort or tract", other)),
     })
 }
 
 /// The reason, when an error means "cannot run here" rather than "went wrong".
-fn unavailable_reason(e: &anyhow::Error) -> Option<String> {
-    match e.downcast_ref::<hearken::Error>()? {
-        hearken::Error::ProviderUnavailable { reason, .. } => Some(reason.clone()),
-        e
-        @ (hearken::Error::OrtLibraryNotFound { .. } | hearken::Error::FeatureDisabled { .. }) => {
+fn unavailable_reason(e: &Error) -> Option<String> {
+    match e {
+        Error::ProviderUnavailable { reason, .. } => Some(reason.clone()),
+        e @ (Error::OrtLibraryNotFound { .. } | Error::FeatureDisabled { .. }) => {
             Some(e.to_string())
         }
         _ => None,
@@ -427,8 +278,8 @@ fn probe_nodes(
     samples: &[f32],
 ) -> Result<BTreeMap<String, BTreeMap<String, Vec<String>>>> {
     let engine = Recording::new(engine_kind(job, true)?.build()?);
-    let loaded = load(&engine, job)?;
-    run_once(&loaded, job, samples)?;
+    let model = crate::model::open_with(&job.model, &engine)?;
+    run_once(&model, job, samples)?;
     let mut report = BTreeMap::new();
     for (name, graph) in engine.graphs() {
         if let Some(nodes) = graph.node_providers()? {
@@ -467,8 +318,9 @@ fn self_status() -> (Option<f64>, Option<usize>) {
     )
 }
 
-/// Measures one configuration on every input (in the child process).
-pub(super) fn child(job: &Job) -> Vec<Row> {
+/// Measures one configuration on every input. Meant to run in a process of its own: the
+/// rows' peak memory and thread count are this process's.
+pub fn run_job(job: &Job) -> Vec<Row> {
     let inputs: Vec<(Input, Result<Vec<f32>>)> = job
         .inputs
         .iter()
@@ -489,19 +341,18 @@ pub(super) fn child(job: &Job) -> Vec<Row> {
     let first_samples = inputs.iter().find_map(|(_, s)| s.as_ref().ok());
 
     let t = Instant::now();
-    let engine = match engine_kind(job, false).and_then(|k| Ok(k.build()?)) {
+    let engine = match engine_kind(job, false).and_then(|k| k.build()) {
         Ok(e) => Recording::new(e),
         Err(e) => {
             return match unavailable_reason(&e) {
                 Some(reason) => rows_with(Status::Unavailable, reason),
-                None => rows_with(Status::Error, format!("{e:#}")),
+                None => rows_with(Status::Error, e.to_string()),
             };
         }
     };
-    let loaded = match load(&engine, job) {
-        Ok(l) => l,
+    let model = match crate::model::open_with(&job.model, &engine) {
+        Ok(m) => m,
         Err(e) => {
-            let e = anyhow::Error::from(e);
             if let Some(reason) = unavailable_reason(&e) {
                 return rows_with(Status::Unavailable, reason);
             }
@@ -523,7 +374,7 @@ pub(super) fn child(job: &Job) -> Vec<Row> {
                     return rows;
                 }
             }
-            return rows_with(Status::Error, format!("{e:#}"));
+            return rows_with(Status::Error, e.to_string());
         }
     };
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -551,12 +402,12 @@ pub(super) fn child(job: &Job) -> Vec<Row> {
             Ok(s) => s,
             Err(e) => {
                 row.status = Status::Error;
-                row.reason = Some(format!("{e:#}"));
+                row.reason = Some(e.to_string());
                 rows.push(row);
                 continue;
             }
         };
-        match measure(&loaded, job, samples) {
+        match measure(&model, job, samples) {
             Ok((runs, output)) => {
                 let col = |f: fn(&Sample) -> Option<f64>| {
                     Stats::of(&runs.iter().filter_map(f).collect::<Vec<_>>())
@@ -576,7 +427,7 @@ pub(super) fn child(job: &Job) -> Vec<Row> {
             }
             Err(e) => {
                 row.status = Status::Error;
-                row.reason = Some(format!("{e:#}"));
+                row.reason = Some(e.to_string());
             }
         }
         rows.push(row);
@@ -588,7 +439,15 @@ pub(super) fn child(job: &Job) -> Vec<Row> {
         r.peak_rss_mb = peak_rss_mb;
         r.threads = threads;
     }
-    drop(loaded);
+    let search = if model.family() == Family::Whisper {
+        super::search_label(job.beam)
+    } else {
+        "none".to_string()
+    };
+    for r in &mut rows {
+        r.search = search.clone();
+    }
+    drop(model);
 
     // Fallback was allowed at load time: say how much of the graph left the GPU.
     if gpu
@@ -608,30 +467,21 @@ pub(super) fn child(job: &Job) -> Vec<Row> {
                     }
                 }
             }
-            Err(e) => eprintln!("bench: node report unavailable: {e:#}"),
+            Err(e) => tracing::warn!("bench: node report unavailable: {e}"),
         }
     }
     rows
 }
 
 /// Warm-up runs, then the timed runs; the output of the last one.
-fn measure(loaded: &Loaded, job: &Job, samples: &[f32]) -> Result<(Vec<Sample>, Output)> {
-    let resampled;
-    let samples = match loaded {
-        Loaded::Waveform { sample_rate_hz, .. } if *sample_rate_hz != 16_000 => {
-            let pcm = hearken::audio::Pcm::new(samples.to_vec(), 16_000)?;
-            resampled = hearken::audio::resample(&pcm, *sample_rate_hz)?.samples;
-            &resampled[..]
-        }
-        _ => samples,
-    };
+fn measure(model: &Model, job: &Job, samples: &[f32]) -> Result<(Vec<Sample>, Output)> {
     for _ in 0..job.warmup {
-        run_once(loaded, job, samples)?;
+        run_once(model, job, samples)?;
     }
     let mut runs = Vec::with_capacity(job.runs);
     let mut output = None;
     for _ in 0..job.runs {
-        let (s, out) = run_once(loaded, job, samples)?;
+        let (s, out) = run_once(model, job, samples)?;
         runs.push(s);
         output = out;
     }
@@ -640,8 +490,8 @@ fn measure(loaded: &Loaded, job: &Job, samples: &[f32]) -> Result<(Vec<Sample>, 
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::job_for_tests;
     use super::*;
+    use crate::bench::tests::job_for_tests;
 
     fn report(
         entries: &[(&str, &str, &[&str])],

@@ -1,14 +1,34 @@
 //! The outputs: an aligned table for people, CSV with flattened statistics, and the
-//! chart's panels. JSON is the rows' own serialization (see `Row`).
+//! chart's panels (drawn by the command line). JSON is the rows' own serialization (see
+//! [`Row`]).
 
 use std::path::Path;
 
-use super::chart;
 use super::machine::Machine;
 use super::{Row, Stats, Status, status_name};
 
+/// One chart bar: which input (`group`), which configuration (`series`), its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    /// The input it was measured on; bars of one group are drawn together.
+    pub group: String,
+    /// The configuration (`ort/cpu`); one colour per series across panels.
+    pub series: String,
+    /// The value, in the panel's unit.
+    pub value: f64,
+}
+
+/// One chart panel: a title and its bars, on a common scale starting at 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    /// Title, including the unit (`end-to-end p50 (ms)`).
+    pub title: String,
+    /// Bars in drawing order; groups keep their first-appearance order.
+    pub bars: Vec<Bar>,
+}
+
 /// The machine summary cut into chart-footer lines of at most 80 characters.
-pub(super) fn footer_lines(m: &Machine) -> Vec<String> {
+pub fn footer_lines(m: &Machine) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
     for word in m.summary().split(' ') {
@@ -45,7 +65,7 @@ fn ms(v: f64) -> String {
 }
 
 /// The human table: machine line, aligned columns, then notes on rows that need them.
-pub(super) fn table(machine: &Machine, model: &Path, rows: &[Row]) -> String {
+pub fn table(machine: &Machine, model: &Path, rows: &[Row]) -> String {
     type Cell = fn(&Row) -> Option<String>;
     let columns: Vec<(&str, Cell, bool)> = vec![
         ("engine", |r| Some(r.engine.clone()), true),
@@ -171,7 +191,7 @@ fn csv_field(s: &str) -> String {
 }
 
 /// One header line, one line per row; statistics flattened as `<metric>_<stat>`.
-pub(super) fn csv(machine: &Machine, rows: &[Row]) -> String {
+pub fn csv(machine: &Machine, rows: &[Row]) -> String {
     type Metric = fn(&Row) -> Option<Stats>;
     let metrics: [(&str, Metric); 7] = [
         ("features_ms", |r| r.features_ms),
@@ -260,11 +280,7 @@ pub(super) fn csv(machine: &Machine, rows: &[Row]) -> String {
 
 /// Chart title and panels from the measured rows: end-to-end p50, then per-token and
 /// first-token p50 (Whisper) or forward p50 (waveform models).
-pub(super) fn chart_panels(
-    model: &Path,
-    rows: &[Row],
-    search: &str,
-) -> (String, Vec<chart::Panel>) {
+pub fn chart_panels(model: &Path, rows: &[Row], search: &str) -> (String, Vec<Panel>) {
     type Metric = fn(&Row) -> Option<Stats>;
     let specs: [(&str, Metric); 4] = [
         ("end-to-end p50 (ms)", |r| r.total_ms),
@@ -274,13 +290,13 @@ pub(super) fn chart_panels(
     ];
     let panels = specs
         .iter()
-        .map(|(title, get)| chart::Panel {
+        .map(|(title, get)| Panel {
             title: title.to_string(),
             bars: rows
                 .iter()
                 .filter(|r| r.status == Status::Ok)
                 .filter_map(|r| {
-                    get(r).map(|s| chart::Bar {
+                    get(r).map(|s| Bar {
                         group: format!("{} ({:.1} s)", r.input, r.audio_s),
                         series: r.config(),
                         value: s.p50,
@@ -299,8 +315,8 @@ pub(super) fn chart_panels(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::row;
     use super::*;
+    use crate::bench::tests::row;
 
     #[test]
     fn csv_quotes_what_needs_quoting() {

@@ -19,24 +19,18 @@
 //! Percentiles are linear interpolations between closest ranks (numpy's default,
 //! Hyndman–Fan type 7), so p50 of an even count is the mean of the middle two.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use hearken::decode::whisper::Search;
+use hearken::bench::report::{chart_panels, csv, footer_lines, table};
+use hearken::bench::{Input, Job, Machine, Row, Status, run_job, search_label, status_name};
 use hearken::engine::ExecutionProvider;
-use serde::{Deserialize, Serialize};
 
-use machine::Machine;
-use measure::{child, synthetic};
-use report::{chart_panels, csv, footer_lines, table};
+use super::out;
 
 mod chart;
-mod machine;
-mod measure;
-mod report;
 
 /// Output formats of `hearken bench`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,235 +98,15 @@ pub struct Args {
     child_job: Option<String>,
 }
 
-/// What kind of model directory is measured.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-enum ModelKind {
-    /// `encoder.onnx` + `decoder.onnx`.
-    Whisper,
-    /// `model.onnx` taking a waveform (CTC or audio classification).
-    Waveform,
-}
-
-/// One input: a file, or synthetic audio of a duration.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Input {
-    File { path: PathBuf },
-    Synthetic { seconds: f64 },
-}
-
-impl Input {
-    fn label(&self) -> String {
-        match self {
-            Input::File { path } => path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| path.display().to_string()),
-            Input::Synthetic { seconds } => format!("synthetic-{seconds}s"),
-        }
-    }
-
-    /// 16 kHz mono samples.
-    fn samples(&self) -> Result<Vec<f32>> {
-        Ok(match self {
-            Input::File { path } => hearken::audio::load(path)?.samples,
-            Input::Synthetic { seconds } => synthetic(*seconds),
-        })
-    }
-}
-
-/// One configuration, handed to a child process.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-struct Job {
-    model: PathBuf,
-    model_kind: ModelKind,
-    engine: String,
-    provider: String,
-    threads: usize,
-    ort_lib: Option<PathBuf>,
-    allow_fallback: bool,
-    inputs: Vec<Input>,
-    runs: usize,
-    warmup: usize,
-    beam: Option<usize>,
-    language: String,
-}
-
-/// How a row's measurement went.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Status {
-    /// Measured.
-    Ok,
-    /// The engine or provider cannot run here (see `reason`).
-    Unavailable,
-    /// Nodes left the requested provider and `--allow-fallback` was not given.
-    Fallback,
-    /// Something else failed (see `reason`).
-    Error,
-}
-
-/// Summary of one measured quantity over the timed runs.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
-struct Stats {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    min: f64,
-    max: f64,
-    mean: f64,
-}
-
-impl Stats {
-    /// `None` for no values.
-    fn of(values: &[f64]) -> Option<Stats> {
-        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        Some(Stats {
-            p50: percentile(&v, 50.0),
-            p90: percentile(&v, 90.0),
-            p99: percentile(&v, 99.0),
-            min: v[0],
-            max: v[v.len() - 1],
-            mean: v.iter().sum::<f64>() / v.len() as f64,
-        })
-    }
-}
-
-/// The `p`-th percentile (0..=100) of ascending `sorted`, interpolating linearly between
-/// the closest ranks (numpy's default): rank `p / 100 · (n − 1)`. `NaN` when empty.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    match sorted.len() {
-        0 => f64::NAN,
-        1 => sorted[0],
-        n => {
-            let rank = (p / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
-            let lo = rank.floor() as usize;
-            let hi = (lo + 1).min(n - 1);
-            sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
-        }
-    }
-}
-
-/// One result: a configuration on one input. Field names are read by scripts
-/// (`benches/peers/`): keep them.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-struct Row {
-    engine: String,
-    provider: String,
-    input: String,
-    audio_s: f64,
-    status: Status,
-    reason: Option<String>,
-    load_ms: Option<f64>,
-    /// Peak resident memory of the configuration's process, MiB.
-    peak_rss_mb: Option<f64>,
-    /// Threads of the configuration's process after its runs (main thread included).
-    threads: Option<usize>,
-    search: String,
-    runs: usize,
-    n_tokens: Option<usize>,
-    text: Option<String>,
-    features_ms: Option<Stats>,
-    encoder_ms: Option<Stats>,
-    forward_ms: Option<Stats>,
-    decoder_token_ms: Option<Stats>,
-    first_token_ms: Option<Stats>,
-    total_ms: Option<Stats>,
-    rtf: Option<Stats>,
-    /// Graph file → provider → nodes run there, when the graph was profiled.
-    nodes: Option<BTreeMap<String, BTreeMap<String, usize>>>,
-    /// `graph: node` for every node that ran outside the requested provider.
-    fallback_nodes: Vec<String>,
-}
-
-impl Row {
-    fn empty(job: &Job, input: &Input, audio_s: f64) -> Row {
-        Row {
-            engine: job.engine.clone(),
-            provider: job.provider.clone(),
-            input: input.label(),
-            audio_s,
-            status: Status::Ok,
-            reason: None,
-            load_ms: None,
-            peak_rss_mb: None,
-            threads: None,
-            search: match job.model_kind {
-                ModelKind::Whisper => search_label(job.beam),
-                ModelKind::Waveform => "none".into(),
-            },
-            runs: 0,
-            n_tokens: None,
-            text: None,
-            features_ms: None,
-            encoder_ms: None,
-            forward_ms: None,
-            decoder_token_ms: None,
-            first_token_ms: None,
-            total_ms: None,
-            rtf: None,
-            nodes: None,
-            fallback_nodes: Vec::new(),
-        }
-    }
-
-    fn config(&self) -> String {
-        format!("{}/{}", self.engine, self.provider)
-    }
-}
-
-fn search_of(beam: Option<usize>) -> Result<Search> {
-    Ok(match beam {
-        None | Some(1) => Search::Greedy,
-        Some(0) => bail!("--beam must be at least 1"),
-        Some(beam_size) => Search::Beam {
-            beam_size,
-            patience: 1.0,
-        },
-    })
-}
-
-fn search_label(beam: Option<usize>) -> String {
-    match beam {
-        None | Some(0) | Some(1) => "greedy".into(),
-        Some(n) => format!("beam{n}"),
-    }
-}
-
 /// Runs `hearken bench`, or one configuration of it in a child process.
 pub fn run(args: Args) -> Result<()> {
     match &args.child_job {
         Some(job) => {
             let job: Job = serde_json::from_str(job).context("reading --child-job")?;
-            let rows = child(&job);
-            println!("{}", serde_json::to_string(&rows)?);
-            Ok(())
+            let rows = run_job(&job);
+            out::print(&format!("{}\n", serde_json::to_string(&rows)?))
         }
         None => parent(args),
-    }
-}
-
-fn model_kind(dir: &Path) -> Result<ModelKind> {
-    if !dir.is_dir() {
-        bail!("{}: no such model directory", dir.display());
-    }
-    // Whisper in hearken's layout (encoder.onnx + decoder.onnx) or as a Hugging Face
-    // optimum export (encoder_model.onnx + decoders): `WhisperModel::load` takes both.
-    if dir.join("encoder.onnx").is_file() || dir.join("encoder_model.onnx").is_file() {
-        Ok(ModelKind::Whisper)
-    } else if dir.join("model.onnx").is_file() {
-        Ok(ModelKind::Waveform)
-    } else {
-        bail!(
-            "{}: not a model directory (expected encoder.onnx and decoder.onnx, an optimum \
-             export with encoder_model.onnx, or model.onnx)",
-            dir.display()
-        )
     }
 }
 
@@ -386,9 +160,13 @@ fn default_inputs() -> Vec<Input> {
 }
 
 fn parent(args: Args) -> Result<()> {
-    let model_kind = model_kind(&args.model)?;
+    if !args.model.exists() {
+        bail!("{}: no such model directory", args.model.display());
+    }
     let configs = configurations(&args.engine, &args.ep)?;
-    search_of(args.beam)?;
+    if args.beam == Some(0) {
+        bail!("--beam must be at least 1");
+    }
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -428,7 +206,6 @@ fn parent(args: Args) -> Result<()> {
     for (engine, provider) in &configs {
         let job = Job {
             model: args.model.clone(),
-            model_kind,
             engine: engine.clone(),
             provider: provider.clone(),
             threads: args.threads,
@@ -469,7 +246,6 @@ fn parent(args: Args) -> Result<()> {
 
     let settings = serde_json::json!({
         "model": args.model.display().to_string(),
-        "model_kind": model_kind,
         "runs": args.runs,
         "warmup": args.warmup,
         "threads": args.threads,
@@ -478,7 +254,7 @@ fn parent(args: Args) -> Result<()> {
         "allow_fallback": args.allow_fallback,
         "percentiles": "linear interpolation between closest ranks (numpy default)",
         "peak_rss_unit": "MiB (VmHWM of the configuration's own process)",
-        "first_token": "log-mel of the first window + encoder + prompt through the decoder + arg-max, a separate pass per run",
+        "first_token": "from the start of transcription to the logits of the first sampled token (log-mel, encoder, language detection, prompt), measured inside the timed runs",
         "decoder_token": "decoder time / decoder calls (prompt calls included; one call advances every beam)",
     });
     let rendered = match args.format {
@@ -493,7 +269,7 @@ fn parent(args: Args) -> Result<()> {
         }
         Format::Csv => csv(&machine, &rows),
     };
-    print!("{rendered}");
+    out::print(&rendered)?;
     if let Some(path) = &args.chart {
         let (title, panels) = chart_panels(&args.model, &rows, &search_label(args.beam));
         if panels.is_empty() {
@@ -542,15 +318,6 @@ fn verdict(rows: &[Row], allow_fallback: bool) -> Result<()> {
         Ok(())
     } else {
         bail!("{}", problems.join("; "))
-    }
-}
-
-fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Ok => "ok",
-        Status::Unavailable => "unavailable",
-        Status::Fallback => "fallback",
-        Status::Error => "error",
     }
 }
 
@@ -611,21 +378,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_interpolate_between_ranks() {
-        let v = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(percentile(&v, 50.0), 2.5);
-        assert_eq!(percentile(&v, 0.0), 1.0);
-        assert_eq!(percentile(&v, 100.0), 4.0);
-        assert!((percentile(&v, 90.0) - 3.7).abs() < 1e-12);
-        assert_eq!(percentile(&[7.0], 99.0), 7.0);
-        assert!(percentile(&[], 50.0).is_nan());
-        let s = Stats::of(&[3.0, 1.0, 2.0, f64::NAN]).unwrap();
-        assert_eq!((s.p50, s.min, s.max, s.mean), (2.0, 1.0, 3.0, 2.0));
-        assert!((s.p99 - 2.98).abs() < 1e-12);
-        assert!(Stats::of(&[]).is_none());
-    }
-
-    #[test]
     fn configurations_expand_providers_and_dedupe() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let c = configurations(
@@ -648,10 +400,9 @@ mod tests {
         assert!(configurations(&s(&["ort"]), &s(&["metal"])).is_err());
     }
 
-    pub(super) fn job_for_tests() -> Job {
-        Job {
+    fn row(status: Status, reason: Option<&str>) -> Row {
+        let job = Job {
             model: "m".into(),
-            model_kind: ModelKind::Whisper,
             engine: "ort".into(),
             provider: "cuda".into(),
             threads: 0,
@@ -662,11 +413,7 @@ mod tests {
             warmup: 0,
             beam: None,
             language: "en".into(),
-        }
-    }
-
-    pub(super) fn row(status: Status, reason: Option<&str>) -> Row {
-        let job = job_for_tests();
+        };
         Row {
             status,
             reason: reason.map(str::to_string),

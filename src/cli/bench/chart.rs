@@ -9,25 +9,7 @@
 
 use std::io::Write;
 
-/// One bar: which input (`group`), which configuration (`series`), its value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Bar {
-    /// The input it was measured on; bars of one group are drawn together.
-    pub group: String,
-    /// The configuration (`ort/cpu`); one colour per series across panels.
-    pub series: String,
-    /// The value, in the panel's unit.
-    pub value: f64,
-}
-
-/// One chart panel: a title and its bars, on a common scale starting at 0.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Panel {
-    /// Title, including the unit (`end-to-end p50 (ms)`).
-    pub title: String,
-    /// Bars in drawing order; groups keep their first-appearance order.
-    pub bars: Vec<Bar>,
-}
+pub use hearken::bench::report::{Bar, Panel};
 
 /// An RGB image, `(height, width, 3)` row-major.
 #[derive(Debug, Clone, PartialEq)]
