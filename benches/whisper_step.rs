@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group};
 use hearken::decode::WhisperStep;
 use hearken::engine::{Engine, EngineKind, OrtOptions, TractOptions};
-use hearken::model::whisper::WhisperModel;
 use hearken::text::WhisperTokenizer;
 
 /// Samples in Whisper's 30 s window at 16 kHz.
@@ -65,8 +64,9 @@ fn whisper_step(c: &mut Criterion) {
         .collect();
 
     for (suffix, engine) in engines() {
-        let model = WhisperModel::load(engine.as_ref(), &dir)
+        let opened = hearken::model::open_with(&dir, engine.as_ref())
             .unwrap_or_else(|e| panic!("{suffix}: loading {}: {e}", dir.display()));
+        let model = opened.as_whisper().expect("a Whisper model");
         let p = model.params();
         // `<|startoftranscript|> <|notimestamps|>` and the start of the Beckett quote:
         // the prompt of an English-only model, then ordinary text tokens.

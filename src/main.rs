@@ -37,6 +37,10 @@ enum Command {
     Eval(cli::eval::Args),
     /// Latency, real-time factor and peak memory per engine, execution provider and input.
     Bench(cli::bench::Args),
+    /// Live transcription or classification from a microphone, or a file read as one.
+    Listen(cli::listen::Args),
+    /// List the audio input devices (`listen --mic`).
+    Devices(cli::devices::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,9 +54,13 @@ fn main() -> ExitCode {
         Command::Classify(a) => cli::classify::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Listen(a) => cli::listen::run(a),
+        Command::Devices(a) => cli::devices::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output is gone (`hearken … | head`): it has what it wanted.
+        Err(e) if e.downcast_ref::<cli::out::StdoutClosed>().is_some() => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the context chain joined by ": ".
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));

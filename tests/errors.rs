@@ -124,10 +124,74 @@ fn bad_flags_are_errors() {
     let model = model.to_str().unwrap();
     assert_one_line_error(
         &["inspect", model, "--engine", "coreml"],
-        "unknown engine `coreml`",
+        "invalid engine: expected auto, ort or tract, got coreml",
     );
     assert_one_line_error(
         &["inspect", model, "--engine", "ort", "--ep", "metal"],
         "execution provider",
     );
+    // Unknown values are errors whatever the engine, never silently ignored.
+    assert_one_line_error(
+        &["inspect", model, "--engine", "tract", "--ep", "foo"],
+        "invalid execution provider",
+    );
+    assert_one_line_error(
+        &["inspect", model, "--engine", "tract", "--ep", "cuda"],
+        "tract runs on the CPU only",
+    );
+    let audio = common::fixture("speech/piper.ogg");
+    let audio = audio.to_str().unwrap();
+    for args in [
+        &["transcribe", audio, "--model", model, "--format", "xml"][..],
+        &["transcribe", audio, "--model", model, "--task", "summarize"],
+        &[
+            "transcribe",
+            audio,
+            "--model",
+            model,
+            "--temperature",
+            "hot",
+        ],
+        &[
+            "transcribe",
+            audio,
+            "--model",
+            model,
+            "--no-speech-threshold",
+            "x",
+        ],
+        &[
+            "listen", "--input", audio, "--model", model, "--format", "srt",
+        ],
+    ] {
+        let (ok, stderr) = hearken(args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+}
+
+/// `hearken … | head -1` stops quietly when the reader goes away, as ripgrep does.
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let model = common::fixture("conformance/softmax/model.onnx");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearken"))
+        .args(["inspect", model.to_str().unwrap(), "--engine", "tract"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hearken");
+    // Close the read end before the child writes anything.
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(status.success(), "exit {status}: {stderr}");
 }

@@ -13,8 +13,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hearken::model::classify::{AudioClassifier, ClassifyOptions};
-use hearken::model::ctc::{ChunkOptions, CtcModel};
+use hearken::model::classify::ClassifyOptions;
+use hearken::model::ctc::ChunkOptions;
+use hearken::model::open_with;
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -108,10 +109,12 @@ fn ctc_json_has_words_with_ordered_times() {
     ]);
     let j: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["search"], "greedy");
-    assert_eq!(j["architecture"], "wav2vec2");
-    // 20 800 samples through the conv stack: (20800 - 400) / 320 + 1 frames.
-    assert_eq!(j["n_frames"], 64);
-    let words = j["words"].as_array().unwrap();
+    let words: Vec<&Value> = j["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["words"].as_array().unwrap())
+        .collect();
     let joined: Vec<&str> = words.iter().map(|w| w["word"].as_str().unwrap()).collect();
     assert_eq!(joined.join(" "), j["text"].as_str().unwrap());
     let mut prev_end = 0.0;
@@ -175,7 +178,8 @@ fn ctc_subtitles_are_written_to_the_output_folder() {
 fn chunked_log_probs_cover_the_same_frames() {
     let Some(model) = ctc_model() else { return };
     let engine = common::tract();
-    let m = CtcModel::load(engine.as_ref(), &model).unwrap();
+    let opened = open_with(&model, engine.as_ref()).unwrap();
+    let m = opened.as_ctc().unwrap();
     let pcm = hearken::audio::load(speech()).unwrap();
     let whole = m.log_probs(&pcm.samples, &ChunkOptions::default()).unwrap();
     let pieces = ChunkOptions {
@@ -284,13 +288,13 @@ fn classifier_windows_cover_long_audio() {
 
     // The library agrees with the CLI on the unwindowed probabilities.
     let engine = common::tract();
-    let c = AudioClassifier::load(engine.as_ref(), &model).unwrap();
+    let c = open_with(&model, engine.as_ref()).unwrap();
     let pcm = hearken::audio::load(&s).unwrap();
     let r = c
         .classify(&pcm.samples, &ClassifyOptions::default())
         .unwrap();
     assert_eq!(r.windows.len(), 1);
-    assert!((r.scores.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    assert!((r.probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
 }
 
 #[test]
@@ -305,14 +309,20 @@ fn wrong_model_kinds_are_clear_errors() {
         "--model",
         ctc.to_str().unwrap(),
     ]);
-    assert!(e.contains("expected model type `audio-classification`, found `ctc` (transcribe with `hearken transcribe`)"), "{e}");
+    assert!(
+        e.contains("is a ctc model, not an audio classifier: transcribe with `hearken transcribe`"),
+        "{e}"
+    );
     let e = hearken_fails(&[
         "transcribe",
         s.to_str().unwrap(),
         "--model",
         cls.to_str().unwrap(),
     ]);
-    assert!(e.contains("expected model type `ctc`, found `audio-classification` (classify with `hearken classify`)"), "{e}");
+    assert!(
+        e.contains("is an audio classifier: use `hearken classify`"),
+        "{e}"
+    );
     if let Some(whisper) = common::model_dir("whisper-tiny.en", "decoder.onnx") {
         let e = hearken_fails(&[
             "transcribe",

@@ -21,9 +21,21 @@ use std::sync::Arc;
 use hearken::decode::WhisperStep;
 use hearken::decode::whisper::{DecodeOptions, Fallback, Search, SpecialTokens, decode};
 use hearken::engine::Engine;
-use hearken::model::transcribe::{Language, TranscribeOptions, transcribe};
 use hearken::model::whisper::{AudioContext, WhisperModel};
+use hearken::model::{Model, open_with};
+use hearken::offline::whisper::{Language, WhisperOptions as TranscribeOptions, transcribe};
 use hearken::text::WhisperTokenizer;
+
+/// Opens `dir` as a Whisper model through the one entry point.
+fn open_whisper(engine: &dyn Engine, dir: &Path) -> hearken::Result<Model> {
+    let m = open_with(dir, engine)?;
+    assert!(
+        m.as_whisper().is_some(),
+        "{} is a Whisper model",
+        dir.display()
+    );
+    Ok(m)
+}
 use serde::Deserialize;
 
 /// `expected.json`.
@@ -69,7 +81,7 @@ fn copy_without(drop: &[&str]) -> tempfile::TempDir {
 }
 
 struct Loaded {
-    model: WhisperModel,
+    opened: Model,
     tokenizer: WhisperTokenizer,
     special: SpecialTokens,
     audio: AudioContext,
@@ -77,17 +89,24 @@ struct Loaded {
 
 fn load(engine: &dyn Engine, dir: &Path, layout: &str) -> Loaded {
     let e = expected();
-    let model = WhisperModel::load(engine, dir).unwrap();
+    let opened = open_whisper(engine, dir).unwrap();
+    let model = opened.as_whisper().unwrap();
     assert_eq!(model.layout(), layout, "{}", engine.name());
     let tokenizer = WhisperTokenizer::from_dir(dir).unwrap();
     let special = tokenizer.special_tokens().unwrap();
     let mel = model.log_mel().compute_padded(&audio(&e)).unwrap();
     let audio = model.encode(&mel).unwrap();
     Loaded {
-        model,
+        opened,
         tokenizer,
         special,
         audio,
+    }
+}
+
+impl Loaded {
+    fn model(&self) -> &WhisperModel {
+        self.opened.as_whisper().unwrap()
     }
 }
 
@@ -97,8 +116,8 @@ fn options(l: &Loaded, search: Search, max_tokens: usize) -> DecodeOptions {
         timestamps: false,
         search,
         max_tokens,
-        n_text_ctx: l.model.params().n_text_ctx,
-        suppress_tokens: l.model.params().suppress_tokens.clone(),
+        n_text_ctx: l.model().params().n_text_ctx,
+        suppress_tokens: l.model().params().suppress_tokens.clone(),
         blank_tokens: l.tokenizer.blank_tokens().unwrap(),
         ..DecodeOptions::default()
     }
@@ -109,7 +128,7 @@ fn options(l: &Loaded, search: Search, max_tokens: usize) -> DecodeOptions {
 fn check_greedy(engine: &dyn Engine, dir: &Path, layout: &str) {
     let e = expected();
     let l = load(engine, dir, layout);
-    let mut state = l.model.decoder(&l.audio);
+    let mut state = l.model().decoder(&l.audio);
     let opts = options(&l, Search::Greedy, e.max_new_tokens);
     let text = |t: &[u32]| l.tokenizer.decode(t, true);
     let r = decode(&mut state, &l.special, &opts, &text).unwrap();
@@ -160,7 +179,7 @@ fn tract_split_decoders_match_transformers() {
 fn tract_without_split_decoders_is_a_clear_error() {
     let tract = common::tract();
     let dir = copy_without(SPLIT);
-    let err = WhisperModel::load(tract.as_ref(), dir.path())
+    let err = open_whisper(tract.as_ref(), dir.path())
         .err()
         .unwrap()
         .to_string();
@@ -172,7 +191,7 @@ fn tract_without_split_decoders_is_a_clear_error() {
         "{err}"
     );
     let dir = copy_without(&["decoder_with_past_model.onnx", MERGED[0]]);
-    let err = WhisperModel::load(tract.as_ref(), dir.path())
+    let err = open_whisper(tract.as_ref(), dir.path())
         .err()
         .unwrap()
         .to_string();
@@ -186,11 +205,11 @@ fn tract_without_split_decoders_is_a_clear_error() {
 #[test]
 fn split_decoders_are_preferred() {
     let Some(ort) = common::ort() else { return };
-    let model = WhisperModel::load(ort.as_ref(), &model_dir()).unwrap();
-    assert_eq!(model.layout(), "optimum-split");
+    let model = open_whisper(ort.as_ref(), &model_dir()).unwrap();
+    assert_eq!(model.as_whisper().unwrap().layout(), "optimum-split");
     let dir = copy_without(&["decoder_with_past_model.onnx"]);
-    let model = WhisperModel::load(ort.as_ref(), dir.path()).unwrap();
-    assert_eq!(model.layout(), "optimum-merged");
+    let model = open_whisper(ort.as_ref(), dir.path()).unwrap();
+    assert_eq!(model.as_whisper().unwrap().layout(), "optimum-merged");
 }
 
 /// Every layout available on this machine, with its name.
@@ -213,7 +232,7 @@ fn steps_and_reorders_agree_with_one_call() {
     let tokens: Vec<u32> = e.prompt.iter().chain(&e.tokens[..3]).copied().collect();
     for (engine, dir, layout) in layouts() {
         let l = load(engine.as_ref(), dir.path(), layout);
-        let mut state = l.model.decoder(&l.audio);
+        let mut state = l.model().decoder(&l.audio);
         let whole = state.step(&tokens, 1).unwrap();
         assert_eq!(state.n_past(), tokens.len());
 
@@ -236,7 +255,7 @@ fn steps_and_reorders_agree_with_one_call() {
         state.reorder(&[0, 0, 0]).unwrap();
         let last = tokens[tokens.len() - 1];
         let three = state.step(&[last, 7, last], 3).unwrap();
-        let n_vocab = l.model.params().n_vocab;
+        let n_vocab = l.model().params().n_vocab;
         assert!(
             common::max_abs_diff(&three[..n_vocab], &whole) < 1e-4,
             "{name}"
@@ -277,7 +296,7 @@ fn beam_search_runs_on_every_layout() {
     let mut results = Vec::new();
     for (engine, dir, layout) in layouts() {
         let l = load(engine.as_ref(), dir.path(), layout);
-        let mut state = l.model.decoder(&l.audio);
+        let mut state = l.model().decoder(&l.audio);
         let search = Search::Beam {
             beam_size: 2,
             patience: 1.0,
@@ -301,8 +320,7 @@ fn transcribe_starts_with_the_reference_tokens() {
     let mut engines = vec![common::tract()];
     engines.extend(common::ort());
     for engine in engines {
-        let model = WhisperModel::load(engine.as_ref(), &model_dir()).unwrap();
-        let tokenizer = WhisperTokenizer::from_dir(model_dir()).unwrap();
+        let model = open_whisper(engine.as_ref(), &model_dir()).unwrap();
         let opts = TranscribeOptions {
             language: Language::Code("en".into()),
             timestamps: false,
@@ -313,7 +331,7 @@ fn transcribe_starts_with_the_reference_tokens() {
             },
             ..TranscribeOptions::default()
         };
-        let t = transcribe(&model, &tokenizer, &audio(&e), &opts, &mut |_| {}).unwrap();
+        let t = transcribe(model.as_whisper().unwrap(), &audio(&e), &opts, &mut |_| {}).unwrap();
         assert_eq!(t.segments.len(), 1, "{}", engine.name());
         let tokens = &t.segments[0].tokens;
         if e.ended {
@@ -329,7 +347,8 @@ fn transcribe_starts_with_the_reference_tokens() {
 #[test]
 fn parameters_come_from_the_hugging_face_files() {
     let tract = common::tract();
-    let model = WhisperModel::load(tract.as_ref(), &model_dir()).unwrap();
+    let opened = open_whisper(tract.as_ref(), &model_dir()).unwrap();
+    let model = opened.as_whisper().unwrap();
     let p = model.params();
     assert_eq!(
         (p.n_mels, p.n_vocab, p.n_audio_ctx, p.n_text_ctx),
@@ -367,7 +386,7 @@ fn parameters_come_from_the_hugging_face_files() {
 fn incomplete_directories_are_refused() {
     let tract = common::tract();
     let empty = tempfile::tempdir().unwrap();
-    let err = WhisperModel::load(tract.as_ref(), empty.path())
+    let err = open_whisper(tract.as_ref(), empty.path())
         .err()
         .unwrap()
         .to_string();
@@ -381,7 +400,7 @@ fn incomplete_directories_are_refused() {
     );
 
     let no_decoders = copy_without(&[SPLIT[0], SPLIT[1], MERGED[0]]);
-    let err = WhisperModel::load(tract.as_ref(), no_decoders.path())
+    let err = open_whisper(tract.as_ref(), no_decoders.path())
         .err()
         .unwrap()
         .to_string();
@@ -391,7 +410,7 @@ fn incomplete_directories_are_refused() {
     );
 
     let no_config = copy_without(&["config.json"]);
-    let err = WhisperModel::load(tract.as_ref(), no_config.path())
+    let err = open_whisper(tract.as_ref(), no_config.path())
         .err()
         .unwrap()
         .to_string();
@@ -404,7 +423,7 @@ fn incomplete_directories_are_refused() {
         .unwrap()
         .replace("\"whisper\"", "\"wav2vec2\"");
     std::fs::write(&config, text).unwrap();
-    let err = WhisperModel::load(tract.as_ref(), foreign.path())
+    let err = open_whisper(tract.as_ref(), foreign.path())
         .err()
         .unwrap()
         .to_string();
@@ -417,7 +436,7 @@ fn incomplete_directories_are_refused() {
         .unwrap()
         .replace("\"hop_length\": 160", "\"hop_length\": 320");
     std::fs::write(&pre, text).unwrap();
-    let err = WhisperModel::load(tract.as_ref(), odd.path())
+    let err = open_whisper(tract.as_ref(), odd.path())
         .err()
         .unwrap()
         .to_string();

@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use hearken::decode::whisper::Search;
 use hearken::engine::Engine;
-use hearken::model::transcribe::{Language, TranscribeOptions, Transcript, transcribe};
-use hearken::model::whisper::WhisperModel;
-use hearken::text::{EnglishTextNormalizer, WhisperTokenizer, wer};
+use hearken::model::{Model, open_with};
+use hearken::offline::whisper::{Language, WhisperOptions as TranscribeOptions, transcribe};
+use hearken::result::Transcript;
+use hearken::text::{EnglishTextNormalizer, wer};
 
 const BECKETT: &str = "Ever tried ever failed, no matter try again, fail again, fail better.";
 
@@ -36,9 +37,8 @@ fn engines() -> Vec<Arc<dyn Engine>> {
 }
 
 fn run(engine: &dyn Engine, dir: &Path, audio: &[f32], opts: &TranscribeOptions) -> Transcript {
-    let model = WhisperModel::load(engine, dir).unwrap();
-    let tokenizer = WhisperTokenizer::from_dir(dir).unwrap();
-    transcribe(&model, &tokenizer, audio, opts, &mut |_| {}).unwrap()
+    let model: Model = open_with(dir, engine).unwrap();
+    transcribe(model.as_whisper().unwrap(), audio, opts, &mut |_| {}).unwrap()
 }
 
 fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
@@ -231,7 +231,7 @@ fn real_whisper_incomplete_or_inconsistent_directory_is_refused() {
     };
     let engine = common::tract();
     let tmp = tempfile::tempdir().unwrap();
-    let err = WhisperModel::load(engine.as_ref(), tmp.path())
+    let err = open_with(tmp.path(), engine.as_ref())
         .err()
         .unwrap()
         .to_string();
@@ -243,7 +243,7 @@ fn real_whisper_incomplete_or_inconsistent_directory_is_refused() {
     // An encoder where the decoder should be.
     std::fs::copy(dir.join("encoder.onnx"), tmp.path().join("encoder.onnx")).unwrap();
     std::fs::copy(dir.join("encoder.onnx"), tmp.path().join("decoder.onnx")).unwrap();
-    let err = WhisperModel::load(engine.as_ref(), tmp.path())
+    let err = open_with(tmp.path(), engine.as_ref())
         .err()
         .unwrap()
         .to_string();
@@ -252,7 +252,7 @@ fn real_whisper_incomplete_or_inconsistent_directory_is_refused() {
     // Encoder and decoder of different models.
     if let Some(base) = model_dir("whisper-base") {
         std::fs::copy(base.join("decoder.onnx"), tmp.path().join("decoder.onnx")).unwrap();
-        let err = WhisperModel::load(engine.as_ref(), tmp.path())
+        let err = open_with(tmp.path(), engine.as_ref())
             .err()
             .unwrap()
             .to_string();

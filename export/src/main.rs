@@ -7,9 +7,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use hearken::engine::{Engine, EngineKind, OrtOptions, TractOptions};
-use hearken::model::transcribe::{Language, TranscribeOptions, transcribe};
-use hearken::model::whisper::WhisperModel;
-use hearken::text::{EnglishTextNormalizer, ErrorRate, WhisperTokenizer, wer};
+use hearken::model::TranscribeOptions;
+use hearken::offline::whisper::{Language, WhisperOptions};
+use hearken::text::{EnglishTextNormalizer, ErrorRate, wer};
 use hearken_export::wav2vec2::{self, Wav2Vec2Checkpoint};
 use hearken_export::whisper::onnx::{Precision, WhisperOnnx, export, onnx_logits, parity};
 use hearken_export::whisper::{Reference, WhisperCheckpoint, load_dir};
@@ -458,7 +458,10 @@ fn int8_wer_gate(a: &ConvertArgs, ckpt: &WhisperCheckpoint, int8: &WhisperOnnx) 
     };
     // What `hearken eval` runs by default, so that its numbers compare with these.
     let opts = TranscribeOptions {
-        language: Language::Code("en".into()),
+        whisper: WhisperOptions {
+            language: Language::Code("en".into()),
+            ..WhisperOptions::default()
+        },
         ..TranscribeOptions::default()
     };
     let normalizer = EnglishTextNormalizer;
@@ -470,17 +473,17 @@ fn int8_wer_gate(a: &ConvertArgs, ckpt: &WhisperCheckpoint, int8: &WhisperOnnx) 
         // Models load from directories: write each, tokenizer included, to a temp one.
         let dir = tmp.0.join(name);
         write_whisper_dir(&dir, onnx, &a.src)?;
-        let model = WhisperModel::load(engine.as_ref(), &dir)
-            .with_context(|| format!("loading the {name} export for the WER gate"))?;
-        let tokenizer = WhisperTokenizer::from_dir(&dir).with_context(|| {
+        let model = hearken::model::open_with(&dir, engine.as_ref()).with_context(|| {
             format!(
-                "the WER gate needs the tokenizer (tokenizer.json) of {}",
+                "loading the {name} export for the WER gate (it needs the tokenizer, \
+                 tokenizer.json, of {})",
                 a.src.display()
             )
         })?;
         for (audio, reference) in &entries {
             let pcm = hearken::audio::load(audio)?;
-            let hypothesis = transcribe(&model, &tokenizer, &pcm.samples, &opts, &mut |_| {})
+            let hypothesis = model
+                .transcribe(&pcm.samples, &opts, &mut |_| {})
                 .with_context(|| format!("transcribing {} with {name}", audio.display()))?
                 .text;
             let (errors, n_ref) = wer(

@@ -2,24 +2,14 @@
 //! (Wav2Vec2 / HuBERT `*ForSequenceClassification` exported by `hearken-export`).
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Result, bail};
-use hearken::model::classify::{
-    Aggregate, AudioClassifier, ClassScore, ClassifyOptions, WindowResult, Windows,
-};
-use serde::Serialize;
+use hearken::model::classify::{ClassifyOptions, Windows};
+use hearken::output::{self, Format, Source};
+use hearken::result::Aggregate;
 
-use super::EngineArgs;
-
-/// Output formats.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// One line per file: the top classes with their scores.
-    Txt,
-    /// Top classes, all scores, and per-window probabilities.
-    Json,
-}
+use super::options::EngineArgs;
+use super::out;
 
 /// Flags of `hearken classify`.
 #[derive(clap::Args, Debug)]
@@ -42,9 +32,9 @@ pub struct Args {
     /// How window probabilities combine: mean, or max per class.
     #[arg(long, value_enum, default_value = "mean")]
     aggregate: AggregateArg,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "txt")]
-    format: Format,
+    /// Output format: txt (one line per file), json or jsonl.
+    #[arg(long, default_value = "txt")]
+    format: String,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -58,24 +48,14 @@ pub enum AggregateArg {
     Max,
 }
 
-#[derive(Serialize)]
-struct JsonOut<'a> {
-    file: String,
-    model: String,
-    engine: &'a str,
-    load_ms: f64,
-    forward_ms: f64,
-    audio_s: f64,
-    aggregate: Aggregate,
-    top: Vec<ClassScore>,
-    scores: Vec<ClassScore>,
-    windows: &'a [WindowResult],
-}
-
 /// Runs `hearken classify`.
 pub fn run(args: Args) -> Result<()> {
     if args.top_k == 0 {
         bail!("--top-k must be at least 1");
+    }
+    let format: Format = args.format.parse()?;
+    if !format.supports_labels() {
+        bail!("--format {format} needs text; labels print as txt, json or jsonl");
     }
     let windows = match (args.window_s, args.hop_s) {
         (None, None) => None,
@@ -85,6 +65,9 @@ pub fn run(args: Args) -> Result<()> {
             hop_s: hop_s.unwrap_or(window_s / 2.0),
         }),
     };
+    if let Some(w) = &windows {
+        w.validate()?;
+    }
     let opts = ClassifyOptions {
         windows,
         aggregate: match args.aggregate {
@@ -92,47 +75,38 @@ pub fn run(args: Args) -> Result<()> {
             AggregateArg::Max => Aggregate::Max,
         },
     };
-    let engine = args.engine.build()?;
-    let t_load = Instant::now();
-    let model = AudioClassifier::load(engine.as_ref(), &args.model)?;
-    let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
-    let labels = model.labels();
+    let model = hearken::model::open(&args.model, &args.engine.options()?)?;
+    if model.family() != hearken::model::Family::Classifier {
+        bail!(
+            "{} is a {} model, not an audio classifier: transcribe with `hearken transcribe`",
+            args.model.display(),
+            model.family().name()
+        );
+    }
+    let mut source = Source {
+        model: args.model.display().to_string(),
+        engine: model.engine_name().to_string(),
+        providers: model
+            .providers()
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect(),
+        load_ms: model.load_ms(),
+        ..Source::default()
+    };
     for file in &args.files {
         let pcm = hearken::audio::load(file)?;
-        let c = model.classify(&pcm.samples, &opts)?;
-        let top = c.top_k(labels, args.top_k);
-        match args.format {
-            Format::Txt => {
-                let parts: Vec<String> = top
-                    .iter()
-                    .map(|s| format!("{} {:.3}", s.label, s.score))
-                    .collect();
-                println!("{}\t{}", file.display(), parts.join("\t"));
-            }
-            Format::Json => {
-                let out = JsonOut {
-                    file: file.display().to_string(),
-                    model: args.model.display().to_string(),
-                    engine: engine.name(),
-                    load_ms,
-                    forward_ms: c.forward_ms,
-                    audio_s: c.audio_s,
-                    aggregate: c.aggregate,
-                    top,
-                    scores: c.top_k(labels, labels.len()),
-                    windows: &c.windows,
-                };
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            }
-        }
+        let labels = model.classify(&pcm.samples, &opts)?;
+        source.file = file.display().to_string();
+        out::print(&output::labels(&labels, format, &source, args.top_k)?)?;
         eprintln!(
             "{}: {:.2} s audio, {} window(s), load {:.0} ms, forward {:.0} ms ({})",
             file.display(),
-            c.audio_s,
-            c.windows.len(),
-            load_ms,
-            c.forward_ms,
-            engine.name()
+            labels.timing.audio_s,
+            labels.windows.len(),
+            model.load_ms(),
+            labels.timing.encoder_ms,
+            model.engine_name()
         );
     }
     Ok(())

@@ -13,19 +13,22 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let mut o = String::new();
     if cfg!(feature = "tract") {
-        println!(
+        outln!(
+            o,
             "tract  {}  (pure Rust; providers: cpu)",
             env!("HEARKEN_TRACT_VERSION")
         );
     } else {
-        println!("tract  not compiled in (rebuild with --features tract)");
+        outln!(o, "tract  not compiled in (rebuild with --features tract)");
     }
     #[cfg(feature = "ort")]
     match hearken::engine::ort_info(args.ort_lib.as_deref()) {
         Ok(info) => {
             let providers: Vec<&str> = info.providers.iter().map(|p| p.name()).collect();
-            println!(
+            outln!(
+                o,
                 "ort    ONNX Runtime {}  ({}; providers: {})",
                 info.version,
                 info.path.display(),
@@ -35,15 +38,18 @@ pub fn run(args: Args) -> Result<()> {
                 .iter()
                 .filter(|p| !providers.contains(p))
             {
-                println!("       {missing}: unavailable (not in this ONNX Runtime build)");
+                outln!(
+                    o,
+                    "       {missing}: unavailable (not in this ONNX Runtime build)"
+                );
             }
         }
-        Err(e) => println!("ort    unavailable: {e}"),
+        Err(e) => outln!(o, "ort    unavailable: {e}"),
     }
     #[cfg(not(feature = "ort"))]
     {
         let _ = args;
-        println!("ort    not compiled in (rebuild with --features ort)");
+        outln!(o, "ort    not compiled in (rebuild with --features ort)");
     }
-    Ok(())
+    super::out::print(&o)
 }

@@ -7,19 +7,17 @@
 //! its WER comparable with hearken's (`benches/peers/whisper.sh` relies on this).
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use hearken::decode::whisper::Search;
-use hearken::model::transcribe::{Language, TranscribeOptions, transcribe};
-use hearken::model::whisper::WhisperModel;
 use hearken::text::wer::ErrorRate;
-use hearken::text::{EnglishTextNormalizer, WhisperTokenizer, cer, wer};
+use hearken::text::{EnglishTextNormalizer, cer, wer};
 use serde::{Deserialize, Serialize};
 
-use super::EngineArgs;
+use super::options::{DecodeArgs, EngineArgs};
+use super::out::print as emit;
 
 /// Output formats of `hearken eval`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +31,7 @@ pub enum Format {
 /// Flags of `hearken eval`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// hearken Whisper model directory to transcribe the manifest with (or give
+    /// Model directory (Whisper or CTC) to transcribe the manifest with (or give
     /// `--hypotheses`).
     #[arg(long, conflicts_with = "hypotheses")]
     model: Option<PathBuf>,
@@ -47,15 +45,11 @@ pub struct Args {
     /// manifest is tried). Every manifest line needs one.
     #[arg(long)]
     hypotheses: Option<PathBuf>,
-    /// Beam size (1 or absent: greedy).
-    #[arg(long)]
-    beam: Option<usize>,
-    /// Spoken language code, or `auto`.
-    #[arg(long, default_value = "en")]
-    language: String,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    #[command(flatten)]
+    decode: DecodeArgs,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -255,19 +249,6 @@ fn match_hypotheses(manifest: &[Entry], manifest_path: &Path, file: &Path) -> Re
     Ok(out)
 }
 
-/// Writes `text` to stdout. A closed pipe (`hearken eval ... | head`) is not an error:
-/// the reader has what it wanted.
-fn emit(text: &str) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
-        _ => Ok(()),
-    }
-}
-
 /// Runs `hearken eval`.
 pub fn run(args: Args) -> Result<()> {
     let lines = read_lines(&args.manifest)?;
@@ -284,29 +265,15 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
         (None, Some(dir)) => {
-            let engine = args.engine.build()?;
-            let model = WhisperModel::load(engine.as_ref(), dir)?;
-            let tokenizer = WhisperTokenizer::from_dir(dir)?;
-            let opts = TranscribeOptions {
-                search: match args.beam {
-                    None | Some(1) => Search::Greedy,
-                    Some(0) => bail!("--beam must be at least 1"),
-                    Some(beam_size) => Search::Beam {
-                        beam_size,
-                        patience: 1.0,
-                    },
-                },
-                language: match args.language.as_str() {
-                    "auto" => Language::Auto,
-                    code => Language::Code(code.to_string()),
-                },
-                ..TranscribeOptions::default()
-            };
+            let model = hearken::model::open(dir, &args.engine.options()?)?;
+            args.decode.check_family(model.family(), dir)?;
+            // Timestamps on, as OpenAI's transcribe() decodes by default.
+            let opts = args.decode.options(true)?;
             let (mut audio_s, t0) = (0.0, Instant::now());
             for l in &lines {
                 let pcm = hearken::audio::load(&l.path)?;
                 audio_s += pcm.duration_s();
-                let t = transcribe(&model, &tokenizer, &pcm.samples, &opts, &mut |_| {})?;
+                let t = model.transcribe(&pcm.samples, &opts, &mut |_| {})?;
                 let u = score(&normalizer, l, t.text);
                 if text {
                     // Printed as it goes: a model run over a long manifest takes a while.
@@ -322,7 +289,7 @@ pub fn run(args: Args) -> Result<()> {
             let elapsed_s = t0.elapsed().as_secs_f64();
             model_run = Some(ModelRun {
                 dir: dir.clone(),
-                engine: engine.name(),
+                engine: model.engine_name(),
                 audio_s,
                 elapsed_s,
                 rtf: elapsed_s / audio_s.max(1e-9),

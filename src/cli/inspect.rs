@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use hearken::model::Contract;
 
-use super::EngineArgs;
+use super::options::EngineArgs;
 
 /// Flags of `hearken inspect`.
 #[derive(clap::Args, Debug)]
@@ -17,24 +17,25 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let engine = args.engine.build()?;
+    let mut o = String::new();
+    let engine = args.engine.options()?.build()?;
     let graph = engine.load(&args.model)?;
-    println!("model    {}", args.model.display());
-    println!("engine   {} (providers: {})", engine.name(), {
+    outln!(o, "model    {}", args.model.display());
+    outln!(o, "engine   {} (providers: {})", engine.name(), {
         let p: Vec<&str> = graph.providers().iter().map(|p| p.name()).collect();
         p.join(", ")
     });
-    println!("inputs");
+    outln!(o, "inputs");
     for spec in graph.inputs() {
-        println!("  {spec}");
+        outln!(o, "  {spec}");
     }
-    println!("outputs");
+    outln!(o, "outputs");
     for spec in graph.outputs() {
-        println!("  {spec}");
+        outln!(o, "  {spec}");
     }
-    println!("metadata");
+    outln!(o, "metadata");
     if graph.metadata().is_empty() {
-        println!("  (none)");
+        outln!(o, "  (none)");
     }
     for (k, v) in graph.metadata() {
         let v = if v.chars().count() > 120 {
@@ -46,11 +47,16 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             v.clone()
         };
-        println!("  {k} = {v}");
+        outln!(o, "  {k} = {v}");
     }
     match Contract::from_metadata(&args.model, graph.metadata()) {
-        Ok(c) => println!("contract ok: {} ({:?})", c.model_type.as_str(), c.features),
-        Err(e) => println!("contract not met: {e}"),
+        Ok(c) => outln!(
+            o,
+            "contract ok: {} ({:?})",
+            c.model_type.as_str(),
+            c.features
+        ),
+        Err(e) => outln!(o, "contract not met: {e}"),
     }
-    Ok(())
+    super::out::print(&o)
 }

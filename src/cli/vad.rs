@@ -7,7 +7,9 @@ use anyhow::Result;
 use hearken::features::LogMel;
 use hearken::model::vad::{SileroVad, segments};
 
-use super::EngineArgs;
+use hearken::engine::EngineChoice;
+
+use super::options::EngineArgs;
 
 /// Flags of `hearken vad`.
 #[derive(clap::Args, Debug)]
@@ -27,6 +29,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let mut o = String::new();
     let t0 = Instant::now();
     let pcm = hearken::audio::load(&args.audio)?;
     let t_audio = t0.elapsed();
@@ -37,7 +40,7 @@ pub fn run(args: Args) -> Result<()> {
     let mel = LogMel::whisper(80)?.compute_padded(&pcm.samples)?;
     let t_mel = t1.elapsed();
 
-    let engine = args.engine.build_or("ort")?;
+    let engine = args.engine.options_preferring(EngineChoice::Ort)?.build()?;
     let t2 = Instant::now();
     let vad = SileroVad::load(engine.as_ref(), &args.model)?;
     let t_load = t2.elapsed();
@@ -47,8 +50,13 @@ pub fn run(args: Args) -> Result<()> {
 
     // 250 ms of speech, 100 ms of silence at 32 ms per window.
     let segs = segments(&probs, args.threshold, 8, 3);
-    println!("{}: {duration_s:.2} s, 16 kHz mono", args.audio.display());
-    println!(
+    outln!(
+        o,
+        "{}: {duration_s:.2} s, 16 kHz mono",
+        args.audio.display()
+    );
+    outln!(
+        o,
         "log-mel {}x{} in {:.1} ms; VAD on {} ({}) over {} windows in {:.1} ms (RTF {:.4})",
         mel.n_mels(),
         mel.n_frames(),
@@ -65,10 +73,10 @@ pub fn run(args: Args) -> Result<()> {
         t_load.as_secs_f64() * 1e3
     );
     if segs.is_empty() {
-        println!("no speech found");
+        outln!(o, "no speech found");
     }
     for s in &segs {
-        println!("speech {:7.2} s - {:7.2} s", s.start_s, s.end_s);
+        outln!(o, "speech {:7.2} s - {:7.2} s", s.start_s, s.end_s);
     }
-    Ok(())
+    super::out::print(&o)
 }
