@@ -12,12 +12,17 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod audio;
+pub mod bench;
 pub mod decode;
 pub mod engine;
 mod error;
 pub mod features;
 pub mod model;
 pub mod npy;
+pub mod offline;
+pub mod output;
+pub mod result;
+pub mod stream;
 pub mod text;
 
 pub use error::{Error, Result};

@@ -1,0 +1,35 @@
+//! Live recognition: a shared [`Recognizer`] (model, VAD, options; built once) and a
+//! [`Session`] per stream (`push_audio` / `flush` / `reset`, events out).
+//!
+//! This is the split whisper.cpp makes between `whisper_context` and `whisper_state`, and
+//! sherpa-onnx between its recognizer and its streams: weights are shared behind an `Arc`,
+//! everything that belongs to one stream (audio buffers, VAD state, decoder state,
+//! committed text) lives in its session. A server or a C API opens one recognizer and a
+//! session per connection.
+//!
+//! Inside a session audio flows one way: resample to 16 kHz → 512-sample frames → VAD
+//! ([`vad`]) → endpointing ([`endpoint`]) → the model family's stage: Whisper re-decodes
+//! the speech buffer and commits with LocalAgreement-2 ([`whisper`], [`agreement`]); CTC
+//! models decode in chunks with context ([`ctc`]); classifiers slide windows and smooth
+//! ([`classify`]). The core ([`pipeline`]) is synchronous and a function of the audio
+//! only; the session runs it on a worker thread so capture is never blocked by compute.
+
+pub mod agreement;
+pub mod classify;
+pub mod ctc;
+pub mod endpoint;
+mod event;
+pub(crate) mod pipeline;
+mod recognizer;
+mod session;
+pub mod vad;
+pub mod whisper;
+
+pub use classify::ClassifyStreamOptions;
+pub use ctc::CtcStreamOptions;
+pub use endpoint::EndpointConfig;
+pub use event::{Emitted, Event};
+pub use recognizer::{Pacing, Recognizer, RecognizerBuilder, StreamOptions};
+pub use session::{Session, SessionStats};
+pub use vad::{Vad, VadChoice};
+pub use whisper::WhisperStreamOptions;
