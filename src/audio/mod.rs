@@ -25,6 +25,8 @@
 //!   empty audio are rejected here with an [`Error`](crate::Error) naming the problem, so
 //!   later stages can assume clean input.
 
+#[cfg(feature = "mic")]
+pub mod capture;
 mod decode;
 mod resample;
 

@@ -64,7 +64,7 @@ impl Input {
 }
 
 /// One configuration, handed to a child process.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
 pub struct Job {
     /// The model directory.
     pub model: PathBuf,
@@ -282,14 +282,9 @@ pub(crate) mod tests {
             model: "m".into(),
             engine: "ort".into(),
             provider: "cuda".into(),
-            threads: 0,
-            ort_lib: None,
-            allow_fallback: false,
-            inputs: vec![],
             runs: 1,
-            warmup: 0,
-            beam: None,
             language: "en".into(),
+            ..Job::default()
         }
     }
 

@@ -402,17 +402,9 @@ mod tests {
 
     fn row(status: Status, reason: Option<&str>) -> Row {
         let job = Job {
-            model: "m".into(),
             engine: "ort".into(),
             provider: "cuda".into(),
-            threads: 0,
-            ort_lib: None,
-            allow_fallback: false,
-            inputs: vec![],
-            runs: 1,
-            warmup: 0,
-            beam: None,
-            language: "en".into(),
+            ..Job::default()
         };
         Row {
             status,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use hearken::model::classify::{ClassifyOptions, Windows};
-use hearken::output::{self, Format, Source};
+use hearken::output::{self, Format};
 use hearken::result::Aggregate;
 
 use super::options::EngineArgs;
@@ -83,17 +83,7 @@ pub fn run(args: Args) -> Result<()> {
             model.family().name()
         );
     }
-    let mut source = Source {
-        model: args.model.display().to_string(),
-        engine: model.engine_name().to_string(),
-        providers: model
-            .providers()
-            .iter()
-            .map(|p| p.name().to_string())
-            .collect(),
-        load_ms: model.load_ms(),
-        ..Source::default()
-    };
+    let mut source = super::options::source(&model, &args.model);
     for file in &args.files {
         let pcm = hearken::audio::load(file)?;
         let labels = model.classify(&pcm.samples, &opts)?;

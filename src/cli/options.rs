@@ -19,6 +19,21 @@ use hearken::model::TranscribeOptions;
 use hearken::model::ctc::CtcOptions;
 use hearken::offline::whisper::{Language, WhisperOptions};
 
+/// The JSON envelope's description of an opened model: where it came from and how it runs.
+pub fn source(model: &hearken::model::Model, dir: &std::path::Path) -> hearken::output::Source {
+    hearken::output::Source {
+        model: dir.display().to_string(),
+        engine: model.engine_name().to_string(),
+        providers: model
+            .providers()
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect(),
+        load_ms: model.load_ms(),
+        ..hearken::output::Source::default()
+    }
+}
+
 /// Engine selection flags, shared by every command that runs a model.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EngineArgs {
@@ -141,6 +156,10 @@ pub struct DecodeArgs {
     /// Whisper: `transcribe`, or `translate` to English.
     #[arg(long, default_value = "transcribe")]
     pub task: String,
+    /// Whisper: how a window shorter than 30 s is padded: `waveform` (OpenAI,
+    /// transformers) or `features` (faster-whisper).
+    #[arg(long, default_value = "waveform")]
+    pub mel_padding: String,
     /// Whisper: text that primes the first window (names, spellings).
     #[arg(long)]
     pub initial_prompt: Option<String>,
@@ -211,6 +230,7 @@ impl DecodeArgs {
             },
             suppress_tokens,
             max_new_tokens: self.max_new_tokens,
+            mel_padding: self.mel_padding.parse()?,
             ..WhisperOptions::default()
         };
         Ok(TranscribeOptions {

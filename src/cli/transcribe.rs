@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use hearken::model::Family;
-use hearken::output::{self, Format, Source};
+use hearken::output::{self, Format};
 
 use super::options::{DecodeArgs, EngineArgs};
 use super::out;
@@ -51,18 +51,8 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut source = Source {
-        model: args.model.display().to_string(),
-        engine: model.engine_name().to_string(),
-        providers: model
-            .providers()
-            .iter()
-            .map(|p| p.name().to_string())
-            .collect(),
-        load_ms: model.load_ms(),
-        search: Some(args.decode.search_label(model.family())),
-        ..Source::default()
-    };
+    let mut source = super::options::source(&model, &args.model);
+    source.search = Some(args.decode.search_label(model.family()));
     for file in &args.files {
         let pcm = hearken::audio::load(file)?;
         let opts = args.decode.options(

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use hearken::features::LogMel;
-use hearken::model::vad::{SileroVad, segments};
+use hearken::model::vad::{SileroVad, WINDOW_SAMPLES};
+use hearken::stream::endpoint::{EndpointConfig, frame_rms, segments};
 
 use hearken::engine::EngineChoice;
 
@@ -19,9 +20,18 @@ pub struct Args {
     /// Silero VAD v5+ ONNX model (models/setup.sh installs one here).
     #[arg(long, default_value = "models/silero-vad/silero_vad.onnx")]
     model: PathBuf,
-    /// Speech probability threshold.
+    /// Speech probability threshold (speech ends below it minus 0.15).
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
+    /// Silence that ends a segment, milliseconds.
+    #[arg(long, default_value_t = 100)]
+    min_silence_ms: u32,
+    /// Shortest segment kept, milliseconds.
+    #[arg(long, default_value_t = 250)]
+    min_speech_ms: u32,
+    /// Audio kept before each segment's first speech frame, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pre_roll_ms: u32,
     /// Engine flags. The default engine here is ONNX Runtime: Silero's graph selects its
     /// 8/16 kHz branch with data-dependent `If` nodes that tract 0.23 cannot type.
     #[command(flatten)]
@@ -48,8 +58,17 @@ pub fn run(args: Args) -> Result<()> {
     let probs = vad.probabilities(&pcm.samples)?;
     let t_run = t3.elapsed();
 
-    // 250 ms of speech, 100 ms of silence at 32 ms per window.
-    let segs = segments(&probs, args.threshold, 8, 3);
+    // The endpointer `hearken listen` uses, over the whole file.
+    let rms: Vec<f32> = pcm.samples.chunks(WINDOW_SAMPLES).map(frame_rms).collect();
+    let config = EndpointConfig {
+        threshold: args.threshold,
+        neg_threshold: (args.threshold - 0.15).max(0.0),
+        min_silence_ms: args.min_silence_ms,
+        min_speech_ms: args.min_speech_ms,
+        pre_roll_ms: args.pre_roll_ms,
+        ..EndpointConfig::default()
+    };
+    let segs = segments(&probs, &rms, &config, WINDOW_SAMPLES, 16_000)?;
     outln!(
         o,
         "{}: {duration_s:.2} s, 16 kHz mono",
@@ -75,8 +94,14 @@ pub fn run(args: Args) -> Result<()> {
     if segs.is_empty() {
         outln!(o, "no speech found");
     }
-    for s in &segs {
-        outln!(o, "speech {:7.2} s - {:7.2} s", s.start_s, s.end_s);
+    let to_s = |frame: u64| (frame * WINDOW_SAMPLES as u64) as f64 / 16_000.0;
+    for &(a, b) in &segs {
+        outln!(
+            o,
+            "speech {:7.2} s - {:7.2} s",
+            to_s(a),
+            to_s(b).min(duration_s)
+        );
     }
     super::out::print(&o)
 }

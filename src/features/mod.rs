@@ -41,4 +41,4 @@ mod whisper;
 pub use mel::{MelFilterbank, hertz_to_mel_slaney, mel_to_hertz_slaney};
 pub use stft::{Stft, hann_window};
 pub use waveform::{WaveformConfig, zero_mean_unit_var, zero_mean_unit_var_batch};
-pub use whisper::{LogMel, LogMelFeatures, MelConfig};
+pub use whisper::{LogMel, LogMelFeatures, MelConfig, MelPadding};

@@ -125,6 +125,32 @@ impl MelConfig {
     }
 }
 
+/// How a window shorter than 30 s is padded before the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MelPadding {
+    /// Zero-pad the waveform to 30 s and take the log-mel of all of it, as OpenAI's
+    /// `transcribe()` and transformers do (reference-exact).
+    #[default]
+    Waveform,
+    /// Take the log-mel of the audio alone and zero-pad the features, as faster-whisper
+    /// does ([`LogMel::compute_feature_padded`]).
+    Features,
+}
+
+impl std::str::FromStr for MelPadding {
+    type Err = Error;
+
+    /// `waveform` or `features`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "waveform" => Ok(MelPadding::Waveform),
+            "features" => Ok(MelPadding::Features),
+            _ => Err(Error::invalid("mel padding", "waveform or features", s)),
+        }
+    }
+}
+
 /// A log-mel spectrogram: `(n_mels, n_frames)`, row-major (mel filter major, time minor).
 ///
 /// Frame `t` is centred on sample `t * hop_length`; values are Whisper's scaled log10
@@ -330,6 +356,47 @@ impl LogMel {
         self.check_samples(audio)?;
         let n_frames = self.stft.n_frames(n_samples) - 1;
         self.log_mel(audio, n_samples, n_frames)
+    }
+
+    /// Whisper's encoder input padded as `padding` says: [`LogMel::compute_padded`] or
+    /// [`LogMel::compute_feature_padded`].
+    pub fn compute_window(&self, audio: &[f32], padding: MelPadding) -> Result<LogMelFeatures> {
+        match padding {
+            MelPadding::Waveform => self.compute_padded(audio),
+            MelPadding::Features => self.compute_feature_padded(audio),
+        }
+    }
+
+    /// faster-whisper's encoder input: the log-mel spectrogram of `audio` followed by
+    /// `hop_length` zero samples (clamped at its own maximum − 8), cut to the audio's
+    /// `len / hop_length` content frames and padded to `nb_max_frames` with zeros in the
+    /// feature domain, rather than computed over 30 s of zero-padded waveform. The padded
+    /// frames then hold 0.0 (a mel power of 1e-4) instead of the log of silence at the
+    /// clamp floor, which changes what the encoder sees most for short clips.
+    ///
+    /// `audio` past `n_samples` is ignored. Fails as [`LogMel::compute_padded`].
+    // Ported from https://github.com/SYSTRAN/faster-whisper/blob/v1.2.1/faster_whisper/feature_extractor.py#L198-L230
+    // and https://github.com/SYSTRAN/faster-whisper/blob/v1.2.1/faster_whisper/transcribe.py#L1170-L1180
+    pub fn compute_feature_padded(&self, audio: &[f32]) -> Result<LogMelFeatures> {
+        let hop = self.config.hop_length.max(1);
+        let n_out = self.config.nb_max_frames;
+        let audio = &audio[..audio.len().min(self.config.n_samples)];
+        self.check_samples(audio)?;
+        let signal_len = audio.len() + hop;
+        let n_frames = self.n_frames_unpadded(signal_len).max(1);
+        let full = self.log_mel(audio, signal_len, n_frames)?;
+        let content = (audio.len() / hop).min(n_frames).min(n_out);
+        let n_mels = full.n_mels;
+        let mut data = vec![0.0f32; n_mels * n_out];
+        for m in 0..n_mels {
+            data[m * n_out..m * n_out + content]
+                .copy_from_slice(&full.data[m * n_frames..m * n_frames + content]);
+        }
+        Ok(LogMelFeatures {
+            n_mels,
+            n_frames: n_out,
+            data,
+        })
     }
 
     /// The log-mel spectrogram of `audio` as given, with no padding to 30 s (for long-form

@@ -5,6 +5,8 @@
 //! the previous window, and carry an LSTM state `(2, batch, 128)` from call to call. The
 //! graph is shared ([`SileroVad`], `Send + Sync`); the state and the 64-sample context
 //! live in a per-stream [`VadStream`], so any number of streams can share one model.
+//! Turning probabilities into speech segments is [`crate::stream::endpoint`]'s job, for
+//! files and live streams alike.
 //!
 //! Reference for the windowing, context and state handling:
 //! <https://github.com/snakers4/silero-vad/blob/v6.2/src/silero_vad/utils_vad.py#L13-L90>
@@ -128,95 +130,5 @@ impl VadStream {
         self.context
             .copy_from_slice(&window[WINDOW_SAMPLES - CONTEXT_SAMPLES..]);
         Ok(prob)
-    }
-}
-
-/// A stretch of speech, in seconds from the start of the audio.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SpeechSegment {
-    /// Start, seconds.
-    pub start_s: f32,
-    /// End, seconds.
-    pub end_s: f32,
-}
-
-/// Turns per-window probabilities into speech segments with hysteresis: speech starts
-/// when a window reaches `threshold` and ends after `min_silence_windows` windows below
-/// `threshold - 0.15`; segments shorter than `min_speech_windows` are dropped. This is
-/// the rule of Silero's `get_speech_timestamps` without its padding.
-pub fn segments(
-    probs: &[f32],
-    threshold: f32,
-    min_speech_windows: usize,
-    min_silence_windows: usize,
-) -> Vec<SpeechSegment> {
-    let to_s = |w: usize| (w * WINDOW_SAMPLES) as f32 / 16_000.0;
-    let low = threshold - 0.15;
-    let mut out = Vec::new();
-    let mut start = None;
-    let mut silent = 0;
-    for (i, &p) in probs.iter().enumerate() {
-        match start {
-            None if p >= threshold => {
-                start = Some(i);
-                silent = 0;
-            }
-            Some(s) if p < low => {
-                silent += 1;
-                if silent >= min_silence_windows {
-                    let end = i + 1 - silent;
-                    if end - s >= min_speech_windows {
-                        out.push(SpeechSegment {
-                            start_s: to_s(s),
-                            end_s: to_s(end),
-                        });
-                    }
-                    start = None;
-                }
-            }
-            Some(_) => silent = 0,
-            None => {}
-        }
-    }
-    if let Some(s) = start {
-        let end = probs.len() - silent;
-        if end - s >= min_speech_windows {
-            out.push(SpeechSegment {
-                start_s: to_s(s),
-                end_s: to_s(end),
-            });
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_apply_hysteresis_and_minimums() {
-        let p = [
-            0.1, 0.9, 0.9, 0.5, 0.9, 0.1, 0.1, 0.1, 0.95, 0.1, 0.1, 0.1, 0.8, 0.8,
-        ];
-        let segs = segments(&p, 0.5, 2, 2);
-        let at = |w: usize| (w * WINDOW_SAMPLES) as f32 / 16_000.0;
-        // 0.5 at index 3 is above the low threshold (0.35): the first segment spans 1..5.
-        // The lone 0.95 at 8 is too short; the trailing run 12..14 is kept.
-        assert_eq!(
-            segs,
-            vec![
-                SpeechSegment {
-                    start_s: at(1),
-                    end_s: at(5)
-                },
-                SpeechSegment {
-                    start_s: at(12),
-                    end_s: at(14)
-                },
-            ]
-        );
-        assert!(segments(&[], 0.5, 1, 1).is_empty());
-        assert!(segments(&[0.1; 10], 0.5, 1, 1).is_empty());
     }
 }

@@ -21,6 +21,7 @@ use crate::decode::whisper::{
     DecodeOptions, DecodingResult, Fallback, Search, SpecialTokens, Task, WindowSegment,
     WindowSplit, decode_with_fallback, detect_language, initial_tokens, split_segments,
 };
+use crate::features::MelPadding;
 use crate::model::whisper::WhisperModel;
 use crate::result::{Segment, Timing, Transcript};
 use crate::{Error, Result};
@@ -82,6 +83,9 @@ pub struct WhisperOptions {
     pub suppress_tokens: Option<Vec<u32>>,
     /// Most tokens sampled per window (`max_new_tokens`); `None`: `n_text_ctx / 2`.
     pub max_new_tokens: Option<usize>,
+    /// How a window shorter than 30 s is padded: the waveform (OpenAI, transformers) or
+    /// the log-mel features (faster-whisper).
+    pub mel_padding: MelPadding,
     /// Windows whose peak amplitude is below this are skipped without running the model
     /// (`Some(1e-4)`, -80 dBFS: digital silence, on which Whisper is prone to
     /// hallucinate "you" with a confidence the no-speech rule does not catch). `None`
@@ -103,6 +107,7 @@ impl Default for WhisperOptions {
             fallback: Fallback::default(),
             suppress_tokens: None,
             max_new_tokens: None,
+            mel_padding: MelPadding::default(),
             silence_peak: Some(1e-4),
         }
     }
@@ -168,6 +173,7 @@ pub struct WindowDecoder {
     base: DecodeOptions,
     fallback: Fallback,
     silence_peak: Option<f32>,
+    mel_padding: MelPadding,
     /// The language token: given, detected from the first window, or `None` for
     /// English-only models.
     language: Option<u32>,
@@ -236,6 +242,7 @@ impl WindowDecoder {
             base,
             fallback: opts.fallback.clone(),
             silence_peak: opts.silence_peak,
+            mel_padding: opts.mel_padding,
             language,
         })
     }
@@ -271,9 +278,11 @@ impl WindowDecoder {
 
     /// Decodes one window: `samples` (at most the model's window, `n_samples`, at its
     /// sample rate) are padded, encoded and decoded after `prompt` (previous text tokens,
-    /// without `<|startofprev|>`), with `fallback` (the options' schedule, or a shorter one
-    /// for live partials). `abort` is asked before every decoder step; when it answers
-    /// true the decode stops with [`Error::Cancelled`].
+    /// without `<|startofprev|>`) and the forced start `prefix` (OpenAI's `prefix`: text
+    /// the decode must begin with; its tokens are not in the result), with `fallback` (the
+    /// options' schedule, or a shorter one for live partials). `abort` is asked before
+    /// every decoder step; when it answers true the decode stops with
+    /// [`Error::Cancelled`].
     ///
     /// Adds its stage times to `timing` (and `first_token_ms`, relative to `t0`, if unset).
     #[allow(clippy::too_many_arguments)]
@@ -282,6 +291,7 @@ impl WindowDecoder {
         model: &WhisperModel,
         samples: &[f32],
         prompt: &[u32],
+        prefix: &[u32],
         fallback: &Fallback,
         abort: Option<&dyn Fn() -> bool>,
         t0: Instant,
@@ -293,7 +303,7 @@ impl WindowDecoder {
         let window = &samples[..samples.len().min(n_window)];
 
         let t = Instant::now();
-        let mel = model.log_mel().compute_padded(window)?;
+        let mel = model.log_mel().compute_window(window, self.mel_padding)?;
         timing.features_ms += t.elapsed().as_secs_f64() * 1e3;
 
         let t = Instant::now();
@@ -304,6 +314,7 @@ impl WindowDecoder {
         let mut state = model.decoder(&audio);
         let mut opts = self.base.clone();
         opts.prompt = prompt.to_vec();
+        opts.prefix = prefix.to_vec();
         // The prompt's length does not depend on which language token it carries.
         let prompt_len = initial_tokens(
             &self.special,
@@ -431,6 +442,7 @@ pub fn transcribe(
             model,
             window,
             &prompt,
+            &[],
             &fallback,
             None,
             t_start,

@@ -31,6 +31,24 @@ pub fn words(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_string).collect()
 }
 
+/// Joins words with spaces, except before a word that starts with punctuation that
+/// closes a phrase (`,` `.` `;` `:` `!` `?` `%` `)`), which a decode that begins there
+/// (after a forced prefix) gives as a word of its own.
+pub fn join(words: &[String]) -> String {
+    let mut out = String::new();
+    for w in words {
+        let attach = w
+            .chars()
+            .next()
+            .is_some_and(|c| matches!(c, ',' | '.' | ';' | ':' | '!' | '?' | '%' | ')'));
+        if !out.is_empty() && !attach {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
+}
+
 /// Length of the longest common prefix of `a` and `b`, comparing [`word_key`]s.
 pub fn common_prefix_len(a: &[String], b: &[String]) -> usize {
     a.iter()
@@ -150,6 +168,13 @@ mod tests {
 
     fn w(s: &str) -> Vec<String> {
         words(s)
+    }
+
+    #[test]
+    fn punctuation_attaches_to_the_previous_word() {
+        assert_eq!(join(&w("drop box , because the")), "drop box, because the");
+        assert_eq!(join(&w(". Then")), ". Then");
+        assert_eq!(join(&[]), "");
     }
 
     #[test]

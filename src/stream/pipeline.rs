@@ -33,7 +33,7 @@ pub(crate) trait Budget {
 }
 
 /// No real-time pressure: every partial is decoded (files, tests).
-#[allow(dead_code)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct Unhurried;
 
 impl Budget for Unhurried {
@@ -110,12 +110,15 @@ const HISTORY_S: usize = 30;
 
 impl Pipeline {
     pub(crate) fn new(model: &Model, vad: &Vad, opts: &StreamOptions) -> Result<Self> {
+        let mut endpoint = opts.endpoint.clone();
         let stage = match model.family() {
-            Family::Whisper => Stage::Whisper(Box::new(WhisperStage::new(
-                model.clone(),
-                &opts.transcribe.whisper,
-                &opts.whisper,
-            )?)),
+            Family::Whisper => {
+                let w = WhisperStage::new(model.clone(), &opts.transcribe.whisper, &opts.whisper)?;
+                // The VAD bounds Whisper's segments: longer speech is split at its
+                // quietest point.
+                endpoint.max_speech_ms = endpoint.max_speech_ms.min(w.max_segment_ms());
+                Stage::Whisper(Box::new(w))
+            }
             Family::Ctc => Stage::Ctc(Box::new(CtcStage::new(
                 model.clone(),
                 &opts.transcribe.ctc,
@@ -128,11 +131,7 @@ impl Pipeline {
         Ok(Pipeline {
             vad: vad.clone(),
             vad_state: vad.stream(),
-            endpointer: Endpointer::new(
-                opts.endpoint.clone(),
-                FRAME_SAMPLES,
-                crate::audio::SAMPLE_RATE_HZ,
-            )?,
+            endpointer: Endpointer::new(endpoint, FRAME_SAMPLES, crate::audio::SAMPLE_RATE_HZ)?,
             history: History {
                 start: 0,
                 buf: VecDeque::new(),
@@ -193,8 +192,10 @@ impl Pipeline {
         self.endpointer.push(p, rms, &mut self.transitions);
         self.frame_pos += frame.len() as u64;
         let transitions = std::mem::take(&mut self.transitions);
-        // Waveform stages see every sample before the transitions of its frame; Whisper
-        // and speech-only classification copy the segment's audio from the history.
+        // CTC sees every sample before the transitions of its frame (its end decodes what
+        // has arrived); Whisper keeps its own audio and is told of the transitions first
+        // (they lie in the past); speech-only classification copies the segment's audio
+        // from the history.
         if let Stage::Ctc(c) = &mut self.stage {
             c.audio(frame, out)?;
         }
@@ -208,39 +209,39 @@ impl Pipeline {
                     out.push(Event::SpeechStart {
                         start_s: Self::s(start),
                     });
-                    let audio = self.history.since(start);
                     match &mut self.stage {
-                        Stage::Whisper(w) => w.start(start, audio),
-                        Stage::Classify(c) => c.start(start, audio),
+                        Stage::Whisper(w) => w.start(start),
+                        Stage::Classify(c) => c.start(start, self.history.since(start)),
                         Stage::Ctc(_) => {}
                     }
                 }
                 Transition::End { end_frame } => {
                     let end = self.frame_offset + end_frame * FRAME_SAMPLES as u64;
-                    self.end_segment(end, out)?;
+                    // End and Start in one frame: the VAD split long speech.
+                    let split = transitions
+                        .iter()
+                        .any(|t| matches!(t, Transition::Start { .. }));
+                    self.end_segment(end, split, out)?;
                 }
             }
         }
         self.transitions = transitions;
-        if !started_here {
-            match &mut self.stage {
-                Stage::Whisper(w) => w.audio(frame, budget, out)?,
-                Stage::Classify(c) => c.audio(frame, out)?,
-                Stage::Ctc(_) => {}
-            }
-        } else if let Stage::Classify(c) = &mut self.stage {
-            // The copied history is classified as soon as it holds a window.
-            c.audio(&[], out)?;
+        match &mut self.stage {
+            Stage::Whisper(w) => w.audio(frame, budget, out)?,
+            // The copied history already holds this frame.
+            Stage::Classify(c) if started_here => c.audio(&[], out)?,
+            Stage::Classify(c) => c.audio(frame, out)?,
+            Stage::Ctc(_) => {}
         }
         Ok(())
     }
 
-    fn end_segment(&mut self, end: u64, out: &mut Vec<Event>) -> Result<()> {
+    fn end_segment(&mut self, end: u64, split: bool, out: &mut Vec<Event>) -> Result<()> {
         let Some(start) = self.speech_start.take() else {
             return Ok(());
         };
         match &mut self.stage {
-            Stage::Whisper(w) => w.end(end, out)?,
+            Stage::Whisper(w) => w.end(end, split, out)?,
             Stage::Ctc(c) => c.end(out)?,
             Stage::Classify(c) => c.end(out)?,
         }
@@ -282,24 +283,23 @@ impl Pipeline {
                     out.push(Event::SpeechStart {
                         start_s: Self::s(start),
                     });
-                    let audio = self.history.since(start);
                     match &mut self.stage {
-                        Stage::Whisper(w) => w.start(start, audio),
-                        Stage::Classify(c) => c.start(start, audio),
+                        Stage::Whisper(w) => w.start(start),
+                        Stage::Classify(c) => c.start(start, self.history.since(start)),
                         Stage::Ctc(_) => {}
                     }
                 }
                 Transition::End { end_frame } => {
                     let end =
                         (self.frame_offset + end_frame * FRAME_SAMPLES as u64).min(self.frame_pos);
-                    self.end_segment(end, out)?;
+                    self.end_segment(end, false, out)?;
                     ended = true;
                 }
             }
         }
         if !ended && self.speech_start.is_some() {
             let end = self.frame_pos;
-            self.end_segment(end, out)?;
+            self.end_segment(end, false, out)?;
         }
         match &mut self.stage {
             Stage::Ctc(c) => c.end(out)?,
@@ -329,7 +329,7 @@ impl Pipeline {
         self.speech_start = None;
         self.prev_p = 0.0;
         match &mut self.stage {
-            Stage::Whisper(w) => w.reset_audio(),
+            Stage::Whisper(w) => w.reset_audio(at),
             Stage::Ctc(c) => c.reset_at(at),
             Stage::Classify(c) => c.reset_at(at),
         }
@@ -343,7 +343,66 @@ impl Pipeline {
     pub(crate) fn reset(&mut self) {
         self.restart_at(0);
         if let Stage::Whisper(w) = &mut self.stage {
-            w.reset();
+            w.reset(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineChoice, EngineOptions};
+    use crate::offline::whisper::Language;
+    use crate::stream::VadChoice;
+
+    /// Real time with compute to spare: every pause is decoded ahead.
+    struct Speculating;
+
+    impl Budget for Speculating {
+        fn lagging(&self) -> bool {
+            false
+        }
+        fn abort(&self) -> bool {
+            false
+        }
+        fn skipped_partial(&self) {}
+        fn speculate(&self) -> bool {
+            true
+        }
+    }
+
+    /// Decoding ahead at each pause changes when a final is ready, never what it says.
+    #[test]
+    fn real_whisper_speculative_finals_equal_plain_ones() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = root.join("models/whisper-tiny.en");
+        if !dir.join("decoder.onnx").is_file() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "setup should export tiny.en"
+            );
+            eprintln!("skipping: models/whisper-tiny.en absent (run `bash models/setup.sh`)");
+            return;
+        }
+        let model = crate::model::open(&dir, &EngineOptions::new(EngineChoice::Auto)).unwrap();
+        let vad = Vad::load(&VadChoice::Energy, &EngineOptions::default()).unwrap();
+        let mut opts = StreamOptions::default();
+        opts.transcribe.whisper.language = Language::Code("en".into());
+        let audio = crate::audio::load(root.join("models/assets/beckett.wav"))
+            .unwrap()
+            .samples;
+        let run = |budget: &dyn Budget| {
+            let mut p = Pipeline::new(&model, &vad, &opts).unwrap();
+            let mut events = Vec::new();
+            for piece in audio.chunks(800) {
+                p.push(piece, budget, &mut events).unwrap();
+            }
+            p.flush(budget, &mut events).unwrap();
+            events
+        };
+        let plain = run(&Unhurried);
+        let ahead = run(&Speculating);
+        assert!(plain.iter().any(|e| matches!(e, Event::Final { .. })));
+        assert_eq!(plain, ahead);
     }
 }

@@ -1,26 +1,34 @@
-//! Whisper on a live stream: decode only speech, re-decode the growing speech buffer at a
-//! step to show partials, commit words two decodes agree on (LocalAgreement-2), finalize
-//! the rest when speech ends.
+//! Whisper on a live stream: decode only speech, re-decode the growing speech segment at
+//! a step to show partials, commit the words two decodes agree on (LocalAgreement-2),
+//! finalize the rest when speech ends.
 //!
-//! Why this shape (after ufal/whisper_streaming, Macháček et al. 2023):
-//! - Whisper is not a streaming model: it wants up to 30 s of context and rewrites its
-//!   hypothesis as audio arrives. So the buffer holds the current speech segment (from
-//!   the VAD's start, pre-roll included) and every `step_ms` of new speech it is decoded
-//!   whole; [`Agreement`] commits what the last two decodes agree on, so committed text is
-//!   never revised and never emitted twice.
-//! - Silence never reaches the decoder: the buffer only exists between a VAD start and
-//!   end (Whisper hallucinates "you" or "Thank you" on silence), and each decode still
-//!   passes the no-speech, log-probability and compression-ratio guards.
-//! - The buffer is bounded: past `max_buffer_s` it is cut at the end of the last Whisper
-//!   segment that is wholly committed, and those words become a final; the VAD splits
-//!   speech longer than 28 s, so a window never exceeds Whisper's 30 s.
-//! - Committed text (≤ `prompt_chars`) prompts the next decodes, as `transcribe()` does
-//!   with the previous window; a decode that fails the guards drops that prompt, which
-//!   stops a hallucination from feeding itself.
+//! Why this shape (after ufal/whisper_streaming, Macháček et al. 2023, with two changes):
+//! - Whisper is not a streaming model: it wants context and rewrites its hypothesis as
+//!   audio arrives. So every `step_ms` of new speech the segment is decoded whole, and
+//!   [`Agreement`] commits what the last two decodes agree on: committed text is never
+//!   revised and never emitted twice.
+//! - Silence never reaches the decoder on its own: decoding starts at a VAD start and
+//!   ends at a VAD end (Whisper hallucinates "you" or "Thank you" on silence), and every
+//!   decode passes the no-speech, log-probability and compression-ratio guards.
+//! - What is already decided is forced, not decoded again: the committed words of the
+//!   segment and the finals of the last `context_s` seconds are the decode's *prefix*
+//!   (OpenAI's `prefix` option), and their audio stays in the window. The decoder reads
+//!   the prefix in one pass and generates only the new words, so a step costs what the
+//!   new speech costs, and a short segment after a pause is still decoded with the
+//!   audio and words before it — cutting speech at 300 ms pauses without that context
+//!   costs Whisper several WER points. whisper_streaming re-generates its whole buffer
+//!   instead, and trims it at committed segment ends.
+//! - The window stays bounded: the VAD splits speech longer than `max_segment_s` at its
+//!   quietest point (the first part becomes a final), and context is dropped oldest
+//!   first so that context plus segment stays within `max_window_s` (< 30 s).
+//! - Older finals (≤ `prompt_chars`) prompt the decode, as `transcribe()` prompts each
+//!   window with the previous text; a decode that fails the guards drops that prompt,
+//!   which stops a hallucination from feeding itself.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::agreement::{Agreement, align_committed, words};
+use super::agreement::{Agreement, join, word_key, words};
 use super::event::Event;
 use super::pipeline::Budget;
 use crate::decode::whisper::Fallback;
@@ -33,11 +41,17 @@ use crate::{Error, Result};
 /// Live Whisper parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WhisperStreamOptions {
-    /// Re-decode the speech buffer after this much new speech, milliseconds (partials).
+    /// Re-decode the segment after this much new speech, milliseconds (partials).
     pub step_ms: u32,
-    /// Cut the buffer at a committed segment end once it is longer than this, seconds.
-    pub max_buffer_s: f32,
-    /// Most characters of committed text used as the prompt.
+    /// Longest speech segment: the VAD splits longer speech at its quietest point,
+    /// seconds.
+    pub max_segment_s: f32,
+    /// Finals of up to this many seconds before a segment are kept as its audio and text
+    /// context, seconds.
+    pub context_s: f32,
+    /// Context plus segment never exceed this, seconds (Whisper's window is 30 s).
+    pub max_window_s: f32,
+    /// Most characters of older finals used as the prompt.
     pub prompt_chars: usize,
     /// Emit partial hypotheses (`false`: finals only, one decode per segment).
     pub partials: bool,
@@ -47,24 +61,29 @@ impl Default for WhisperStreamOptions {
     fn default() -> Self {
         WhisperStreamOptions {
             step_ms: 1000,
-            max_buffer_s: 15.0,
+            max_segment_s: 15.0,
+            context_s: 10.0,
+            max_window_s: 28.0,
             prompt_chars: 200,
             partials: true,
         }
     }
 }
 
-/// One decode's hypothesis: its words, the Whisper segments' ends (seconds from the buffer
-/// start) with the number of words up to each, and the decode's scores.
+/// A final that may serve as context: where it starts (absolute sample) and its text.
+struct Done {
+    start: u64,
+    text: String,
+}
+
+/// One decode's new words (after the forced prefix) and its scores.
 struct Hypothesis {
     words: Vec<String>,
-    /// `(end_s, words so far)` per segment.
-    segment_ends: Vec<(f64, usize)>,
     avg_logprob: f32,
     no_speech_prob: Option<f32>,
 }
 
-/// Per-stream Whisper state.
+/// Per-stream Whisper state. Positions are absolute samples of the stream.
 pub(crate) struct WhisperStage {
     model: Model,
     decoder: WindowDecoder,
@@ -73,20 +92,22 @@ pub(crate) struct WhisperStage {
     /// One attempt at temperature 0: partials must be cheap.
     partial_fallback: Fallback,
     sample_rate: f64,
-    /// Speech buffer and the absolute sample its first sample is at.
-    buf: Vec<f32>,
-    buf_start: u64,
-    /// Start of the current speech segment; `None` outside speech.
+    /// Recent audio (context and the open segment) from `audio_start`.
+    audio: Vec<f32>,
+    audio_start: u64,
+    /// Start of the open speech segment; `None` outside speech.
     seg_start: Option<u64>,
-    /// Absolute end of the audio the last decode covered.
+    /// End of the audio the last decode covered.
     last_decode_end: u64,
+    /// The open segment's committed and tentative words.
     agreement: Agreement,
-    /// Text of the last partial, to skip repeats.
     last_partial: String,
-    /// Finalized and committed text of the stream, the prompt's source.
-    context: String,
-    /// A decode of the buffer up to `.0` (absolute sample), made when a pause began, in
-    /// case the pause is the end of speech; `.1` is `None` when the guards rejected it.
+    /// Recent finals, oldest first: the context of the next segments.
+    done: VecDeque<Done>,
+    /// Text of finals older than `done`, the prompt's source (initial prompt first).
+    prompt_text: String,
+    /// A decode of the segment up to `.0`, made when a pause began, in case the pause is
+    /// the end of speech; `.1` is `None` when the guards rejected it.
     speculative: Option<(u64, Option<Hypothesis>)>,
     /// Wall-time bookkeeping of the decodes.
     pub(crate) timing: Timing,
@@ -99,25 +120,43 @@ impl WhisperStage {
         live: &WhisperStreamOptions,
     ) -> Result<Self> {
         let w = whisper_of(&model)?;
-        let decoder = WindowDecoder::new(w, opts)?;
+        let window_s = f64::from(w.log_mel().config().chunk_length as u32);
+        if !(f64::from(live.max_window_s) <= window_s && live.max_segment_s <= live.max_window_s) {
+            return Err(Error::invalid(
+                "live Whisper windows",
+                format!("max_segment_s <= max_window_s <= {window_s} s"),
+                format!(
+                    "max_segment_s {}, max_window_s {}",
+                    live.max_segment_s, live.max_window_s
+                ),
+            ));
+        }
+        // Times come from the VAD; the text after a forced prefix must not start with a
+        // timestamp.
+        let opts = WhisperOptions {
+            timestamps: false,
+            ..opts.clone()
+        };
+        let decoder = WindowDecoder::new(w, &opts)?;
         let sample_rate = f64::from(w.log_mel().config().sampling_rate);
         Ok(WhisperStage {
             partial_fallback: Fallback {
                 temperatures: vec![0.0],
                 ..opts.fallback.clone()
             },
-            context: opts.initial_prompt.clone().unwrap_or_default(),
+            prompt_text: opts.initial_prompt.clone().unwrap_or_default(),
             model,
             decoder,
-            opts: opts.clone(),
+            opts,
             live: live.clone(),
             sample_rate,
-            buf: Vec::new(),
-            buf_start: 0,
+            audio: Vec::new(),
+            audio_start: 0,
             seg_start: None,
             last_decode_end: 0,
             agreement: Agreement::new(),
             last_partial: String::new(),
+            done: VecDeque::new(),
             speculative: None,
             timing: Timing::default(),
         })
@@ -127,59 +166,39 @@ impl WhisperStage {
         abs as f64 / self.sample_rate
     }
 
-    /// Speech began at `start` (absolute sample); `audio` is the history from `start` to
-    /// now.
-    pub(crate) fn start(&mut self, start: u64, audio: Vec<f32>) {
-        self.seg_start = Some(start);
-        self.buf_start = start;
-        self.buf = audio;
+    fn samples(&self, seconds: f32) -> u64 {
+        (f64::from(seconds) * self.sample_rate) as u64
+    }
+
+    fn audio_end(&self) -> u64 {
+        self.audio_start + self.audio.len() as u64
+    }
+
+    /// Speech began at `start` (absolute sample; its audio has already arrived).
+    pub(crate) fn start(&mut self, start: u64) {
+        self.seg_start = Some(start.max(self.audio_start));
         self.last_decode_end = start;
         self.agreement.reset();
         self.last_partial.clear();
         self.speculative = None;
     }
 
-    /// A pause began at `at` (absolute sample, the buffer's end): decode the buffer now,
-    /// exactly as [`WhisperStage::end`] would if the pause turns out to be the end of
-    /// speech, and keep the result. In real time this saves the end-of-speech silence
-    /// wait from the final's latency; the result is the same decode either way, so the
-    /// events do not change.
-    pub(crate) fn pause_began(&mut self, at: u64, budget: &dyn Budget) -> Result<()> {
-        if self.seg_start.is_none()
-            || self.buf.is_empty()
-            || self.buf_start + self.buf.len() as u64 != at
-            || self.speculative.as_ref().is_some_and(|(e, _)| *e == at)
-        {
-            return Ok(());
-        }
-        let fallback = self.opts.fallback.clone();
-        let abort = || budget.abort();
-        match self.decode_for_end(&fallback, Some(&abort)) {
-            Ok(h) => {
-                self.speculative = Some((at, h));
-                // The decode covered the buffer: the next partial is a step from here.
-                self.last_decode_end = at;
-                Ok(())
-            }
-            Err(Error::Cancelled) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// New audio; decodes a partial when a step of speech has accumulated.
+    /// New audio (speech or not); decodes a partial when a step of speech has
+    /// accumulated.
     pub(crate) fn audio(
         &mut self,
         samples: &[f32],
         budget: &dyn Budget,
         out: &mut Vec<Event>,
     ) -> Result<()> {
-        if self.seg_start.is_none() {
+        self.audio.extend_from_slice(samples);
+        self.prune();
+        let Some(seg_start) = self.seg_start else {
             return Ok(());
-        }
-        self.buf.extend_from_slice(samples);
-        let end = self.buf_start + self.buf.len() as u64;
-        let step = (f64::from(self.live.step_ms) / 1e3 * self.sample_rate) as u64;
-        if !self.live.partials || end - self.last_decode_end < step.max(1) {
+        };
+        let end = self.audio_end();
+        let step = self.samples(self.live.step_ms as f32 / 1e3).max(1);
+        if !self.live.partials || end - self.last_decode_end.max(seg_start) < step {
             return Ok(());
         }
         if budget.lagging() {
@@ -188,12 +207,10 @@ impl WhisperStage {
             return Ok(());
         }
         self.last_decode_end = end;
-        // A partial may trim the buffer and change the prompt: a speculation made before
-        // it would no longer be the decode `end` makes.
         self.speculative = None;
         let abort = || budget.abort();
         let fallback = self.partial_fallback.clone();
-        let hyp = match self.decode(&fallback, Some(&abort)) {
+        let hyp = match self.decode(end, &fallback, Some(&abort)) {
             Ok(h) => h,
             Err(Error::Cancelled) => {
                 budget.skipped_partial();
@@ -202,200 +219,273 @@ impl WhisperStage {
             Err(e) => return Err(e),
         };
         let Some(hyp) = hyp else { return Ok(()) };
-        self.agreement.insert(&hyp.words);
-        let text = self.buffer_text();
+        let full: Vec<String> = self
+            .agreement
+            .committed()
+            .iter()
+            .cloned()
+            .chain(hyp.words)
+            .collect();
+        self.agreement.insert(&full);
+        let text = join(
+            &self
+                .agreement
+                .committed()
+                .iter()
+                .chain(self.agreement.tentative())
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
         if !text.is_empty() && text != self.last_partial {
             out.push(Event::Partial {
                 text: text.clone(),
-                start_s: self.s(self.buf_start),
+                start_s: self.s(seg_start),
                 end_s: self.s(end),
             });
             self.last_partial = text;
         }
-        self.trim(&hyp, out);
         Ok(())
     }
 
-    /// Committed and tentative words of the buffer.
-    fn buffer_text(&self) -> String {
-        self.agreement
-            .committed()
-            .iter()
-            .chain(self.agreement.tentative())
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    /// Past `max_buffer_s`, cut the buffer at the end of the last wholly committed segment
-    /// and finalize its words.
-    fn trim(&mut self, hyp: &Hypothesis, out: &mut Vec<Event>) {
-        let len_s = self.buf.len() as f64 / self.sample_rate;
-        if len_s <= f64::from(self.live.max_buffer_s) {
-            return;
+    /// Keeps only the audio a decode can still need: the open segment and up to
+    /// `context_s` before it (or before now, outside speech).
+    fn prune(&mut self) {
+        let keep_from = self
+            .seg_start
+            .unwrap_or(self.audio_end())
+            .saturating_sub(self.samples(self.live.context_s));
+        if keep_from > self.audio_start {
+            let n = ((keep_from - self.audio_start) as usize).min(self.audio.len());
+            self.audio.drain(..n);
+            self.audio_start += n as u64;
         }
-        let n_committed = align_committed(self.agreement.committed(), &hyp.words);
-        let Some(&(end_s, n_words)) = hyp
-            .segment_ends
-            .iter()
-            .rev()
-            .find(|&&(end_s, n)| n <= n_committed && n > 0 && end_s > 0.0)
-        else {
-            return;
-        };
-        let cut = ((end_s * self.sample_rate) as usize).min(self.buf.len());
-        let n = n_words.min(self.agreement.committed().len());
-        let text = self.agreement.committed()[..n].join(" ");
-        self.agreement.drop_committed(n);
-        let start_s = self.s(self.buf_start);
-        self.buf.drain(..cut);
-        self.buf_start += cut as u64;
-        self.push_context(&text);
-        out.push(Event::Final {
-            text,
-            start_s,
-            end_s: self.s(self.buf_start),
-            words: Vec::new(),
-            avg_logprob: Some(hyp.avg_logprob),
-            no_speech_prob: hyp.no_speech_prob,
-        });
-        self.last_partial.clear();
+        while self
+            .done
+            .front()
+            .is_some_and(|d| d.start < self.audio_start)
+        {
+            if let Some(d) = self.done.pop_front() {
+                self.push_prompt(&d.text);
+            }
+        }
     }
 
-    /// Speech ended at `end` (absolute sample): decode the buffer up to there once more,
+    /// A pause began at `at` (absolute sample, the end of the audio so far): decode the
+    /// segment now, exactly as [`WhisperStage::end`] would if the pause turns out to be
+    /// the end of speech, and keep the result. In real time this takes the end-of-speech
+    /// silence wait out of the final's latency; the decode is the same either way, so the
+    /// events do not change.
+    pub(crate) fn pause_began(&mut self, at: u64, budget: &dyn Budget) -> Result<()> {
+        if self.seg_start.is_none()
+            || self.audio_end() != at
+            || self.speculative.as_ref().is_some_and(|(e, _)| *e == at)
+        {
+            return Ok(());
+        }
+        let fallback = self.opts.fallback.clone();
+        let abort = || budget.abort();
+        match self.decode_for_end(at, &fallback, Some(&abort)) {
+            Ok(h) => {
+                // The partial schedule is left as it is, so the events stay the same as
+                // without speculation; a partial before the end makes this one stale.
+                self.speculative = Some((at, h));
+                Ok(())
+            }
+            Err(Error::Cancelled) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Speech ended at `end` (absolute sample): decode the segment up to there once more,
     /// with the full fallback, and finalize everything not yet final.
-    pub(crate) fn end(&mut self, end: u64, out: &mut Vec<Event>) -> Result<()> {
-        let Some(_) = self.seg_start.take() else {
+    ///
+    /// `split`: the VAD cut long speech here and the next segment starts at `end`. When
+    /// words are committed they may already reach past the cut (they come from decodes of
+    /// the audio after it), so nothing is decoded: the committed words become the final,
+    /// and the next segment, which sees this one's audio and text as context, continues
+    /// after them. With nothing committed the cut is an ordinary end.
+    pub(crate) fn end(&mut self, end: u64, split: bool, out: &mut Vec<Event>) -> Result<()> {
+        let Some(seg_start) = self.seg_start else {
             return Ok(());
         };
-        let keep = end.saturating_sub(self.buf_start) as usize;
-        self.buf.truncate(keep);
+        let end = end.clamp(seg_start, self.audio_end());
+        let split = split && !self.agreement.committed().is_empty();
         let hyp = match self.speculative.take() {
-            Some((at, hyp)) if at == self.buf_start + self.buf.len() as u64 => hyp,
-            _ if self.buf.is_empty() => None,
+            _ if split => None,
+            Some((at, hyp)) if at == end => hyp,
+            _ if end == seg_start => None,
             _ => {
                 let fallback = self.opts.fallback.clone();
-                self.decode_for_end(&fallback, None)?
+                self.decode_for_end(end, &fallback, None)?
             }
         };
-        if hyp.is_none() {
+        if hyp.is_none() && !split {
             // The guards rejected the last decode: do not prompt with this stretch.
-            self.context.clear();
+            self.prompt_text.clear();
         }
         let (avg_logprob, no_speech_prob) = hyp
             .as_ref()
             .map_or((None, None), |h| (Some(h.avg_logprob), h.no_speech_prob));
         if let Some(h) = &hyp {
-            self.agreement.finish(&h.words);
+            let full: Vec<String> = self
+                .agreement
+                .committed()
+                .iter()
+                .cloned()
+                .chain(h.words.iter().cloned())
+                .collect();
+            self.agreement.finish(&full);
         }
         // Committed words are final whatever the last decode says.
-        let text = self.agreement.committed().join(" ");
+        let text = join(self.agreement.committed());
+        self.seg_start = None;
         self.agreement.reset();
+        self.last_partial.clear();
         if !text.is_empty() {
-            self.push_context(&text);
+            self.done.push_back(Done {
+                start: seg_start,
+                text: text.clone(),
+            });
             out.push(Event::Final {
                 text,
-                start_s: self.s(self.buf_start),
-                end_s: self.s(end.max(self.buf_start)),
+                start_s: self.s(seg_start),
+                end_s: self.s(end),
                 words: Vec::new(),
                 avg_logprob,
                 no_speech_prob,
             });
         }
-        self.buf.clear();
-        self.last_partial.clear();
         Ok(())
     }
 
-    /// Drops any open segment's audio (the stream restarts after a gap); the text
-    /// context stays.
-    pub(crate) fn reset_audio(&mut self) {
+    /// Drops any open segment and the audio (the stream restarts after a gap at `at`);
+    /// the text context stays, as prompt.
+    pub(crate) fn reset_audio(&mut self, at: u64) {
         self.seg_start = None;
         self.speculative = None;
-        self.buf.clear();
         self.agreement.reset();
         self.last_partial.clear();
+        self.audio.clear();
+        self.audio_start = at;
+        while let Some(d) = self.done.pop_front() {
+            self.push_prompt(&d.text);
+        }
     }
 
     /// Forgets the stream, text context included.
-    pub(crate) fn reset(&mut self) {
-        self.reset_audio();
-        self.context = self.opts.initial_prompt.clone().unwrap_or_default();
+    pub(crate) fn reset(&mut self, at: u64) {
+        self.reset_audio(at);
+        self.prompt_text = self.opts.initial_prompt.clone().unwrap_or_default();
     }
 
-    fn push_context(&mut self, text: &str) {
+    fn push_prompt(&mut self, text: &str) {
         if !self.opts.condition_on_previous_text {
             return;
         }
-        if !self.context.is_empty() {
-            self.context.push(' ');
+        if !self.prompt_text.is_empty() {
+            self.prompt_text.push(' ');
         }
-        self.context.push_str(text.trim());
+        self.prompt_text.push_str(text.trim());
         // Keep the last `prompt_chars` characters, from a word start.
-        let n = self.context.chars().count();
+        let n = self.prompt_text.chars().count();
         if n > self.live.prompt_chars {
-            let skip = n - self.live.prompt_chars;
-            let cut: String = self.context.chars().skip(skip).collect();
-            self.context = match cut.find(' ') {
+            let cut: String = self
+                .prompt_text
+                .chars()
+                .skip(n - self.live.prompt_chars)
+                .collect();
+            self.prompt_text = match cut.find(' ') {
                 Some(i) => cut[i + 1..].to_string(),
                 None => cut,
             };
         }
     }
 
-    /// The end-of-speech decode of the buffer. Unlike a partial, a rejected decode does
-    /// not drop the prompt here: that happens when the result is used (in
+    /// The end-of-speech decode of the segment up to `end`. Unlike a partial, a rejected
+    /// decode does not drop the prompt here: that happens when the result is used (in
     /// [`WhisperStage::end`]), so a speculation that is thrown away changes nothing.
     fn decode_for_end(
         &mut self,
+        end: u64,
         fallback: &Fallback,
         abort: Option<&dyn Fn() -> bool>,
     ) -> Result<Option<Hypothesis>> {
-        let context = self.context.clone();
-        let hyp = self.decode(fallback, abort)?;
-        self.context = context;
+        let prompt = self.prompt_text.clone();
+        let hyp = self.decode(end, fallback, abort)?;
+        self.prompt_text = prompt;
         Ok(hyp)
     }
 
-    /// Decodes the buffer. `None` when the guards call it silence or unreliable (the
+    /// Decodes the open segment up to `end` after its context: the audio from the first
+    /// context final on, with the context finals' text and the segment's committed words
+    /// forced as the prefix. `None` when the guards call it silence or unreliable (the
     /// prompt is then dropped).
     fn decode(
         &mut self,
+        end: u64,
         fallback: &Fallback,
         abort: Option<&dyn Fn() -> bool>,
     ) -> Result<Option<Hypothesis>> {
+        let Some(seg_start) = self.seg_start else {
+            return Ok(None);
+        };
         let w = whisper_of(&self.model)?;
-        if self.decoder.is_silent(&self.buf) {
+        let min_start = end.saturating_sub(self.samples(self.live.max_window_s));
+        // Context: the finals since the oldest one that still fits the window.
+        let first = self
+            .done
+            .iter()
+            .position(|d| d.start >= min_start && d.start >= self.audio_start)
+            .unwrap_or(self.done.len());
+        let window_start = self.done.get(first).map_or(seg_start, |d| d.start);
+        let lo = (window_start - self.audio_start) as usize;
+        let hi = ((end - self.audio_start) as usize).min(self.audio.len());
+        let segment = &self.audio[(seg_start - self.audio_start) as usize..hi];
+        if self.decoder.is_silent(segment) {
             return Ok(None);
         }
-        let prompt = if self.context.is_empty() {
-            Vec::new()
-        } else {
-            w.tokenizer().encode(&format!(" {}", self.context.trim()))?
+        let mut prefix_text: Vec<&str> = self
+            .done
+            .iter()
+            .skip(first)
+            .map(|d| d.text.as_str())
+            .collect();
+        let committed = join(self.agreement.committed());
+        prefix_text.push(&committed);
+        let encode = |text: &str| -> Result<Vec<u32>> {
+            if text.trim().is_empty() {
+                Ok(Vec::new())
+            } else {
+                w.tokenizer().encode(&format!(" {}", text.trim()))
+            }
         };
+        let prefix = encode(&prefix_text.join(" "))?;
+        let prompt = encode(&self.prompt_text)?;
         let outcome = self.decoder.decode(
             w,
-            &self.buf,
+            &self.audio[lo..hi],
             &prompt,
+            &prefix,
             fallback,
             abort,
             Instant::now(),
             &mut self.timing,
         )?;
         if !self.passes_guards(&outcome) {
-            self.context.clear();
+            self.prompt_text.clear();
             return Ok(None);
         }
         let r = &outcome.result;
-        let mut all = Vec::new();
-        let mut segment_ends = Vec::new();
-        for s in &outcome.split.segments {
-            all.extend(words(&self.decoder.text(w, &r.tokens[s.tokens.clone()])));
-            segment_ends.push((s.end_s, all.len()));
+        let mut new = words(&self.decoder.text(w, &r.tokens));
+        // Asked to continue past all the speech there is, a small model sometimes starts
+        // the window over: that is a repeat, not new words.
+        let key = |ws: &[String]| -> Vec<String> { ws.iter().map(|w| word_key(w)).collect() };
+        let prefix_words = words(&prefix_text.join(" "));
+        if prefix_words.len() >= 3 && new.len() >= 3 && key(&new[..3]) == key(&prefix_words[..3]) {
+            new.clear();
         }
         Ok(Some(Hypothesis {
-            words: all,
-            segment_ends,
+            words: new,
             avg_logprob: r.avg_logprob,
             no_speech_prob: r.no_speech_prob,
         }))
@@ -410,6 +500,11 @@ impl WhisperStage {
             && !f
                 .compression_ratio_threshold
                 .is_some_and(|t| r.compression_ratio > t)
+    }
+
+    /// The longest segment the VAD should let through, milliseconds.
+    pub(crate) fn max_segment_ms(&self) -> u32 {
+        (self.live.max_segment_s * 1e3) as u32
     }
 }
 
