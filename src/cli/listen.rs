@@ -63,6 +63,10 @@ pub struct Args {
     /// Whisper: finals only, no partial hypotheses.
     #[arg(long)]
     no_partials: bool,
+    /// Whisper: do not decode ahead when a pause begins (real time; saves compute on slow
+    /// models, costs final latency).
+    #[arg(long)]
+    no_speculation: bool,
     /// Classifier: window length, seconds.
     #[arg(long, default_value_t = 2.0)]
     window_s: f32,
@@ -187,6 +191,7 @@ pub fn run(args: Args) -> Result<()> {
         whisper: WhisperStreamOptions {
             step_ms: args.step_ms,
             partials: !args.no_partials,
+            speculative_finals: !args.no_speculation,
             ..WhisperStreamOptions::default()
         },
         classify: ClassifyStreamOptions {

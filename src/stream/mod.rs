@@ -13,6 +13,30 @@
 //! models decode in chunks with context ([`ctc`]); classifiers slide windows and smooth
 //! ([`classify`]). The core ([`pipeline`]) is synchronous and a function of the audio
 //! only; the session runs it on a worker thread so capture is never blocked by compute.
+//!
+//! ```no_run
+//! use hearken::stream::{Event, Recognizer, VadChoice};
+//!
+//! # fn main() -> hearken::Result<()> {
+//! let recognizer = Recognizer::builder()
+//!     .model_dir("models/whisper-base")
+//!     .vad(VadChoice::Silero("models/silero-vad/silero_vad.onnx".into()))
+//!     .build()?;
+//! let mut session = recognizer.session()?;
+//! # let chunks: Vec<Vec<f32>> = Vec::new();
+//! for chunk in chunks {
+//!     // Any rate; here 48 kHz from a sound card.
+//!     session.push_audio(&chunk, 48_000)?;
+//!     for e in session.events() {
+//!         if let Event::Final { text, .. } = &e.event {
+//!             println!("{text}");
+//!         }
+//!     }
+//! }
+//! session.flush()?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod agreement;
 pub mod classify;

@@ -30,6 +30,8 @@ pub(crate) trait Budget {
     /// Audio arrives in real time and compute keeps up: worth decoding ahead when a
     /// pause begins, in case it is the end of speech.
     fn speculate(&self) -> bool;
+    /// Audio arrives in real time: work may be paced by how long it takes.
+    fn realtime(&self) -> bool;
 }
 
 /// No real-time pressure: every partial is decoded (files, tests).
@@ -45,6 +47,9 @@ impl Budget for Unhurried {
     }
     fn skipped_partial(&self) {}
     fn speculate(&self) -> bool {
+        false
+    }
+    fn realtime(&self) -> bool {
         false
     }
 }
@@ -368,6 +373,9 @@ mod tests {
         fn skipped_partial(&self) {}
         fn speculate(&self) -> bool {
             true
+        }
+        fn realtime(&self) -> bool {
+            false
         }
     }
 

@@ -107,6 +107,9 @@ impl Budget for Shared {
     fn speculate(&self) -> bool {
         self.realtime && !self.lagging()
     }
+    fn realtime(&self) -> bool {
+        self.realtime
+    }
 }
 
 /// One live stream over a [`Recognizer`].

@@ -55,6 +55,11 @@ pub struct WhisperStreamOptions {
     pub prompt_chars: usize,
     /// Emit partial hypotheses (`false`: finals only, one decode per segment).
     pub partials: bool,
+    /// In real time, decode a segment as soon as a pause begins, in case the pause ends
+    /// the speech: the final is then ready when the endpointer confirms the end, without
+    /// waiting the end-of-speech silence and the decode one after the other. Costs a
+    /// decode per pause that is not an end.
+    pub speculative_finals: bool,
 }
 
 impl Default for WhisperStreamOptions {
@@ -66,6 +71,7 @@ impl Default for WhisperStreamOptions {
             max_window_s: 28.0,
             prompt_chars: 200,
             partials: true,
+            speculative_finals: true,
         }
     }
 }
@@ -109,6 +115,10 @@ pub(crate) struct WhisperStage {
     /// A decode of the segment up to `.0`, made when a pause began, in case the pause is
     /// the end of speech; `.1` is `None` when the guards rejected it.
     speculative: Option<(u64, Option<Hypothesis>)>,
+    /// Wall time of the last partial decode, seconds: in real time the next partial
+    /// waits at least this much longer than a step, so that partials never take more
+    /// compute than real time leaves (fewer partials, larger steps).
+    last_partial_cost_s: f64,
     /// Wall-time bookkeeping of the decodes.
     pub(crate) timing: Timing,
 }
@@ -158,6 +168,7 @@ impl WhisperStage {
             last_partial: String::new(),
             done: VecDeque::new(),
             speculative: None,
+            last_partial_cost_s: 0.0,
             timing: Timing::default(),
         })
     }
@@ -197,7 +208,11 @@ impl WhisperStage {
             return Ok(());
         };
         let end = self.audio_end();
-        let step = self.samples(self.live.step_ms as f32 / 1e3).max(1);
+        let mut step_s = f64::from(self.live.step_ms) / 1e3;
+        if budget.realtime() {
+            step_s = step_s.max(1.5 * self.last_partial_cost_s);
+        }
+        let step = ((step_s * self.sample_rate) as u64).max(1);
         if !self.live.partials || end - self.last_decode_end.max(seg_start) < step {
             return Ok(());
         }
@@ -210,7 +225,10 @@ impl WhisperStage {
         self.speculative = None;
         let abort = || budget.abort();
         let fallback = self.partial_fallback.clone();
-        let hyp = match self.decode(end, &fallback, Some(&abort)) {
+        let t = Instant::now();
+        let decoded = self.decode(end, &fallback, Some(&abort));
+        self.last_partial_cost_s = t.elapsed().as_secs_f64();
+        let hyp = match decoded {
             Ok(h) => h,
             Err(Error::Cancelled) => {
                 budget.skipped_partial();
@@ -276,7 +294,8 @@ impl WhisperStage {
     /// silence wait out of the final's latency; the decode is the same either way, so the
     /// events do not change.
     pub(crate) fn pause_began(&mut self, at: u64, budget: &dyn Budget) -> Result<()> {
-        if self.seg_start.is_none()
+        if !self.live.speculative_finals
+            || self.seg_start.is_none()
             || self.audio_end() != at
             || self.speculative.as_ref().is_some_and(|(e, _)| *e == at)
         {
