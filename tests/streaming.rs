@@ -246,7 +246,7 @@ fn repeated_trigrams(reference: &str, hyp: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whisper tiny.en live on real speech: WER within 5 points of offline `transcribe` on
+/// Whisper tiny.en live on real speech: WER within 3 points of offline `transcribe` on
 /// the same model, no committed text twice, times in order, a partial before each final.
 #[test]
 fn real_whisper_streaming_stays_close_to_offline() {
@@ -286,9 +286,9 @@ fn real_whisper_streaming_stays_close_to_offline() {
             stats.n_finals,
             stats.real_time_factor
         );
-        // Measured (tiny.en, Silero on ONNX Runtime): piper 3.6% live vs 3.6% offline;
-        // longform 11.2% vs 8.9%.
-        assert!(w_live <= w_off + 0.05, "{audio}: {w_live} vs {w_off}");
+        // Measured (tiny.en, Silero on ONNX Runtime): piper 5.6% live vs 3.7% offline
+        // (one word of 54); longform 15.6% vs 15.6%.
+        assert!(w_live <= w_off + 0.03, "{audio}: {w_live} vs {w_off}");
         assert!(stats.n_partials > 0 && stats.n_finals > 0);
         let dup = repeated_trigrams(&reference, &live);
         assert!(dup.is_empty(), "{audio}: repeated {dup:?} in {live}");
