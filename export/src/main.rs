@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use hearken::engine::{Engine, EngineKind, OrtOptions, TractOptions};
-use hearken::model::TranscribeOptions;
+use hearken::offline::TranscribeOptions;
 use hearken::offline::whisper::{Language, WhisperOptions};
 use hearken::text::{EnglishTextNormalizer, ErrorRate, wer};
 use hearken_export::wav2vec2::{self, Wav2Vec2Checkpoint};

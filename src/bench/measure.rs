@@ -14,7 +14,8 @@ use super::{Input, Job, Row, Stats, Status};
 use crate::decode::whisper::Search;
 use crate::engine::{Engine, EngineKind, ExecutionProvider, Graph, OrtOptions, TractOptions};
 use crate::model::classify::ClassifyOptions;
-use crate::model::{Family, Model, TranscribeOptions};
+use crate::model::{Family, Model};
+use crate::offline::TranscribeOptions;
 use crate::offline::whisper::{Language, WhisperOptions};
 use crate::{Error, Result};
 

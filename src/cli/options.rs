@@ -1,7 +1,7 @@
 //! Flags shared by the commands that run models: which engine, and how to decode.
 //!
 //! Each flag maps onto one field of the library's plain-data options
-//! ([`hearken::engine::EngineOptions`], [`hearken::model::TranscribeOptions`]), under
+//! ([`hearken::engine::EngineOptions`], [`hearken::offline::TranscribeOptions`]), under
 //! faster-whisper's names where it has one, so the same words mean the same thing here,
 //! in a server request and in the C API. Values are parsed by the library's `FromStr`
 //! implementations: an unknown value is an error, never ignored.
@@ -15,8 +15,8 @@ use hearken::decode::ctc::{
 };
 use hearken::decode::whisper::{Fallback, Search, Task};
 use hearken::engine::{EngineChoice, EngineOptions, ExecutionProvider, OrtOptions};
-use hearken::model::TranscribeOptions;
 use hearken::model::ctc::CtcOptions;
+use hearken::offline::TranscribeOptions;
 use hearken::offline::whisper::{Language, WhisperOptions};
 
 /// The JSON envelope's description of an opened model: where it came from and how it runs.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::engine::{ExecutionProvider, Graph};
+use crate::model::chunking::window_bounds;
 use crate::model::waveform::{MIN_SAMPLES, WaveformGraph};
 use crate::model::{Contract, Head, ModelType};
-use crate::offline::chunking::window_bounds;
 use crate::result::{Aggregate, Labels, Timing, WindowScores};
 use crate::{Error, Result};
 

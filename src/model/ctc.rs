@@ -18,9 +18,9 @@ use crate::decode::ctc::{
     log_softmax_rows,
 };
 use crate::engine::{ExecutionProvider, Graph};
+use crate::model::chunking::plan_chunks;
 use crate::model::waveform::{MIN_SAMPLES, WaveformGraph};
 use crate::model::{Contract, Head, ModelType};
-use crate::offline::chunking::plan_chunks;
 use crate::result::{Segment, Timing, Transcript, Word};
 use crate::{Error, Result};
 

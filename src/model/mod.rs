@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::engine::{Engine, EngineOptions, ExecutionProvider, Graph};
-use crate::result::{Labels, Transcript};
 use crate::{Error, Result};
 
+pub mod chunking;
 pub mod classify;
 pub mod contract;
 pub mod ctc;
@@ -25,8 +25,8 @@ mod waveform;
 pub mod whisper;
 pub use contract::{Contract, FeatureSpec, Head, ModelType};
 
-use classify::{AudioClassifier, ClassifyOptions};
-use ctc::{CtcModel, CtcOptions};
+use classify::AudioClassifier;
+use ctc::CtcModel;
 use whisper::WhisperModel;
 
 /// Loads a hearken model file and validates its contract.
@@ -94,15 +94,6 @@ impl std::fmt::Debug for Model {
             .field("engine", &self.inner.engine)
             .finish_non_exhaustive()
     }
-}
-
-/// Options of a transcription, per family; each model reads its own part.
-#[derive(Debug, Clone, Default)]
-pub struct TranscribeOptions {
-    /// Whisper's decoding options.
-    pub whisper: crate::offline::whisper::WhisperOptions,
-    /// A CTC model's search options.
-    pub ctc: CtcOptions,
 }
 
 /// Opens the model directory `dir` (or a waveform model's `model.onnx` file) on the
@@ -235,51 +226,5 @@ impl Model {
             Kind::Classifier(m) => m.labels(),
             _ => &[],
         }
-    }
-
-    /// Transcribes mono 16 kHz `samples` with a Whisper or CTC model. `progress` gets the
-    /// fraction done after each piece (Whisper windows).
-    ///
-    /// Fails with [`Error::InvalidInput`] for a classifier (use [`Model::classify`]).
-    pub fn transcribe(
-        &self,
-        samples: &[f32],
-        opts: &TranscribeOptions,
-        progress: &mut dyn FnMut(f64),
-    ) -> Result<Transcript> {
-        match &self.inner.kind {
-            Kind::Whisper(m) => {
-                crate::offline::whisper::transcribe(m, samples, &opts.whisper, progress)
-            }
-            Kind::Ctc(m) => {
-                let decoder = m.decoder(&opts.ctc)?;
-                let t = m.transcribe(samples, &decoder, &opts.ctc.chunks)?;
-                progress(1.0);
-                Ok(t)
-            }
-            Kind::Classifier(_) => Err(self.wrong_family("transcribe", "classify")),
-        }
-    }
-
-    /// Classifies mono 16 kHz `samples` with an audio classifier.
-    ///
-    /// Fails with [`Error::InvalidInput`] for the other families.
-    pub fn classify(&self, samples: &[f32], opts: &ClassifyOptions) -> Result<Labels> {
-        match &self.inner.kind {
-            Kind::Classifier(m) => m.classify(samples, opts),
-            _ => Err(self.wrong_family("classify", "transcribe")),
-        }
-    }
-
-    fn wrong_family(&self, asked: &str, instead: &str) -> Error {
-        Error::invalid(
-            format!("model for {asked}"),
-            format!(
-                "a model that can {asked}; {} is a {} model (use {instead})",
-                self.inner.dir.display(),
-                self.family().name()
-            ),
-            self.family().name(),
-        )
     }
 }

@@ -39,10 +39,12 @@
 //! ```
 
 pub mod agreement;
+mod budget;
 pub mod classify;
 pub mod ctc;
 pub mod endpoint;
 mod event;
+mod options;
 pub(crate) mod pipeline;
 mod recognizer;
 mod session;
@@ -53,7 +55,8 @@ pub use classify::ClassifyStreamOptions;
 pub use ctc::CtcStreamOptions;
 pub use endpoint::EndpointConfig;
 pub use event::{Emitted, Event};
-pub use recognizer::{Pacing, Recognizer, RecognizerBuilder, StreamOptions};
+pub use options::{Pacing, StreamOptions};
+pub use recognizer::{Recognizer, RecognizerBuilder};
 pub use session::{Session, SessionStats};
 pub use vad::{Vad, VadChoice};
 pub use whisper::WhisperStreamOptions;

@@ -14,10 +14,13 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::budget::Budget;
 use super::event::{Emitted, Event};
-use super::pipeline::{Budget, Pipeline};
-use super::recognizer::{Pacing, Recognizer};
+use super::options::{Pacing, StreamOptions};
+use super::pipeline::Pipeline;
+use super::vad::Vad;
 use crate::audio::{SAMPLE_RATE_HZ, StreamResampler, check_sample_rate};
+use crate::model::Model;
 use crate::{Error, Result};
 
 /// What a session has done so far.
@@ -118,7 +121,7 @@ impl Budget for Shared {
 /// [`Session::poll_event`] or [`Session::recv_event_timeout`], end the input with
 /// [`Session::flush`]. Dropping the session stops its worker.
 pub struct Session {
-    recognizer: Recognizer,
+    model: Model,
     shared: Arc<Shared>,
     events: Receiver<Emitted>,
     worker: Option<JoinHandle<()>>,
@@ -128,16 +131,15 @@ pub struct Session {
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("recognizer", &self.recognizer)
+            .field("model", &self.model)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
 
 impl Session {
-    pub(crate) fn start(recognizer: Recognizer) -> Result<Session> {
-        let opts = &recognizer.shared.options;
-        let pipeline = Pipeline::new(&recognizer.shared.model, &recognizer.shared.vad, opts)?;
+    pub(crate) fn start(model: Model, vad: &Vad, opts: &StreamOptions) -> Result<Session> {
+        let pipeline = Pipeline::new(&model, vad, opts)?;
         let sr = f64::from(SAMPLE_RATE_HZ);
         let (realtime, max_queue_s) = match opts.pacing {
             Pacing::RealTime { max_queue_s } => (true, max_queue_s),
@@ -175,7 +177,7 @@ impl Session {
                 reason: format!("cannot start the worker thread: {e}"),
             })?;
         Ok(Session {
-            recognizer,
+            model,
             shared,
             events,
             worker: Some(worker),
@@ -183,9 +185,9 @@ impl Session {
         })
     }
 
-    /// The recognizer this session runs on.
-    pub fn recognizer(&self) -> &Recognizer {
-        &self.recognizer
+    /// The model this session runs.
+    pub fn model(&self) -> &Model {
+        &self.model
     }
 
     /// Queues `samples` (mono, `[-1, 1]`) at `sample_rate_hz` (any rate: a streaming

@@ -29,8 +29,8 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::agreement::{Agreement, join, word_key, words};
+use super::budget::Budget;
 use super::event::Event;
-use super::pipeline::Budget;
 use crate::decode::whisper::Fallback;
 use crate::model::Model;
 use crate::model::whisper::WhisperModel;
