@@ -10,6 +10,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod ct2;
+pub mod error;
 pub mod onnx;
 pub mod wav2vec2;
 pub mod whisper;
+
+pub use error::{Error, Result};
