@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use hearken::features::{LogMel, MelFilterbank, MelPadding, zero_mean_unit_var, zero_mean_unit_var_batch};
+use hearken::features::{
+    LogMel, MelFilterbank, MelPadding, zero_mean_unit_var, zero_mean_unit_var_batch,
+};
 use proptest::prelude::*;
 use serde::Deserialize;
 
@@ -280,10 +282,19 @@ fn feature_padding_matches_faster_whisper() {
             for t in 0..case.content_frames {
                 diff = diff.max((row[t] - want[mel * case.content_frames + t]).abs());
             }
-            let tail = row[case.content_frames..].iter().fold(0.0f32, |a, &v| a.max(v.abs()));
-            assert_eq!(tail, 0.0, "{}: padding after the content is not zero", case.input);
+            let tail = row[case.content_frames..]
+                .iter()
+                .fold(0.0f32, |a, &v| a.max(v.abs()));
+            assert_eq!(
+                tail, 0.0,
+                "{}: padding after the content is not zero",
+                case.input
+            );
         }
-        eprintln!("faster-whisper padding {:<12} max |diff| {diff:.2e}", case.input);
+        eprintln!(
+            "faster-whisper padding {:<12} max |diff| {diff:.2e}",
+            case.input
+        );
         assert!(diff <= LOGMEL_TOL, "{}: max |diff| {diff:e}", case.input);
     }
 }

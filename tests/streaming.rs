@@ -5,13 +5,14 @@
 //!   offline-resampled audio.
 //! - Whisper streaming on real speech stays within a margin of offline `transcribe`, never
 //!   emits committed text twice, and keeps its times in order.
-//! - Silence, hiss and a DC offset give no text (the memory soak is `tests/soak.rs`, a
+//! - Silence, hiss, a DC offset, breaths and clicks give no text (the memory soak is `tests/soak.rs`, a
 //!   process of its own).
 //! - A model slower than real time makes the session report its lag, skip partials and
 //!   drop (and count) audio rather than let the queue grow.
 
 mod common;
 
+use std::f32::consts::PI;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -297,7 +298,8 @@ fn real_whisper_streaming_stays_close_to_offline() {
     }
 }
 
-/// Synthetic non-speech: silence, hiss and a DC offset, with both detectors.
+/// Synthetic non-speech: silence, hiss, a DC offset, breaths and clicks, with both
+/// detectors.
 fn non_speech() -> Vec<(&'static str, Vec<f32>)> {
     let n = 16_000 * 12;
     let mut state = 7u64;
@@ -312,20 +314,79 @@ fn non_speech() -> Vec<(&'static str, Vec<f32>)> {
         ("hiss", (0..n).map(|_| 0.01 * noise()).collect()),
         ("dc", vec![0.25; n]),
         ("dc+hiss", (0..n).map(|_| -0.3 + 0.003 * noise()).collect()),
+        ("breaths", breaths(n, &mut noise)),
+        ("clicks", clicks(n, &mut noise)),
     ]
 }
 
+/// Four breath-like bursts, one every 3 s: band-limited noise (one-pole high-pass at
+/// about 300 Hz, low-pass at about 2 kHz) under a 0.15 s rise, 0.4 s hold, 0.35 s decay,
+/// peaking near -20 dBFS: loud enough for either detector to open a segment, so the
+/// recognizer's no-speech and log-probability guards must reject it.
+fn breaths(n: usize, noise: &mut impl FnMut() -> f32) -> Vec<f32> {
+    let sr = 16_000.0f32;
+    let (hp, lp) = (
+        (-2.0 * PI * 300.0 / sr).exp(),
+        (-2.0 * PI * 2000.0 / sr).exp(),
+    );
+    let (mut prev_in, mut hp_out, mut lp_out) = (0.0f32, 0.0f32, 0.0f32);
+    (0..n)
+        .map(|i| {
+            let x = noise();
+            hp_out = hp * (hp_out + x - prev_in);
+            prev_in = x;
+            lp_out = (1.0 - lp) * hp_out + lp * lp_out;
+            let t = (i % 48_000) as f32 / sr - 1.0;
+            let env = if t < 0.0 {
+                0.0
+            } else if t < 0.15 {
+                t / 0.15
+            } else if t < 0.55 {
+                1.0
+            } else {
+                (1.0 - (t - 0.55) / 0.35).max(0.0)
+            };
+            0.3 * env * lp_out
+        })
+        .collect()
+}
+
+/// Keyboard-like clicks: a 5 ms decaying noise burst every 250 ms for 2 s, twice.
+fn clicks(n: usize, noise: &mut impl FnMut() -> f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let in_burst = (16_000..48_000).contains(&i) || (112_000..144_000).contains(&i);
+            let k = i % 4_000;
+            if in_burst && k < 80 {
+                0.5 * (-(k as f32) / 16.0).exp() * noise()
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 #[test]
-fn real_whisper_silence_hiss_and_dc_give_no_text() {
+fn real_whisper_silence_hiss_dc_breaths_and_clicks_give_no_text() {
     let Some(model) = whisper("whisper-tiny.en") else {
         return;
     };
-    for vad in [energy(), best_vad()] {
+    for (k, vad) in [energy(), best_vad()].into_iter().enumerate() {
         let rec = recognizer(&model, &vad, english());
         for (name, samples) in non_speech() {
             let pcm = Pcm::new(samples, 16_000).unwrap();
             let (events, _) = run(&rec, &pcm, &[1600]);
+            let opened = events
+                .iter()
+                .filter(|e| matches!(e, Event::SpeechStart { .. }))
+                .count();
+            eprintln!("{name} with {vad:?}: {opened} segments opened");
             assert!(!has_text(&events), "{name} with {vad:?}: {events:?}");
+            if name == "breaths" && k == 0 {
+                // The detector must let the breaths through, or the recognizer's guards
+                // were never asked.
+                assert!(opened >= 2, "breaths opened {opened} segments");
+            }
         }
     }
 }
