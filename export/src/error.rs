@@ -88,6 +88,15 @@ pub enum Error {
         /// What was found.
         got: String,
     },
+
+    /// A chart could not be drawn or its image encoded.
+    #[error("{}: {reason}", path.display())]
+    Plot {
+        /// The image being written.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Wraps a candle error with what was being done: `.map_err(candle_err("reading x"))`.
