@@ -12,6 +12,8 @@
 pub mod ct2;
 pub mod error;
 pub mod onnx;
+/// Fine-tuning: training data ([`train::data`]) and, later, losses, optimizers and the loop.
+pub mod train;
 pub mod wav2vec2;
 pub mod whisper;
 
