@@ -40,12 +40,16 @@
 
 pub mod audiofolder;
 mod columns;
+pub mod features;
 pub mod manifest;
+pub mod split;
 pub mod table;
 
 use std::path::{Path, PathBuf};
 
 pub use columns::{AUDIO_COLUMNS, Columns};
+pub use features::{AudioSet, EvalCrop, FeatureConfig};
+pub use split::{DataSpec, EvalSplit, LabelVocab, Splits, split_by_ratio};
 
 use crate::{Error, Result};
 
