@@ -37,8 +37,53 @@
 //!   transformers' training scripts apply it; length grouping ports transformers'
 //!   `get_length_grouped_indices`; the audiofolder reader follows the `datasets` library's
 //!   folder-based builder. Each file says where it differs.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use hearken_export::train::data::{
+//!     AudioSet, BatchConfig, Columns, DataSpec, Epoch, EvalSplit, FeatureConfig, Order, Source,
+//! };
+//! use rand::SeedableRng;
+//! use rand_chacha::ChaCha8Rng;
+//!
+//! # fn main() -> hearken_export::Result<()> {
+//! let spec = DataSpec {
+//!     train: Source::from_path("data/train.jsonl")?,
+//!     eval: None,
+//!     split: EvalSplit::Ratio { eval_ratio: 0.1, seed: 42 },
+//!     columns: Columns { group: Some("speaker".into()), ..Columns::default() },
+//! };
+//! let splits = spec.resolve()?;
+//! let mut features =
+//!     FeatureConfig::from_preprocessor_config("model/preprocessor_config.json".as_ref())?;
+//! features.max_duration_s = Some(1.0);
+//! let rate = features.sample_rate_hz();
+//! let train = AudioSet::load(splits.train, &splits.labels, rate)?;
+//! let eval = AudioSet::load(splits.eval, &splits.labels, rate)?;
+//! let config = BatchConfig {
+//!     batch_size: 32,
+//!     order: Order::GroupByLength { mega_batch_mult: None },
+//!     drop_last: false,
+//! };
+//! let mut rng = ChaCha8Rng::seed_from_u64(42);
+//! for _epoch in 0..3 {
+//!     for batch in Epoch::train(&train, &features, None, &config, &mut rng)? {
+//!         let with_mask = features.extractor.return_attention_mask;
+//!         let tensors = batch?.to_tensors(&candle_core::Device::Cpu, with_mask)?;
+//!         // forward, loss, backward, step
+//!     }
+//!     for batch in Epoch::eval(&eval, &features, 64)? {
+//!         // forward, metrics
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod audiofolder;
+pub mod augment;
+pub mod batching;
 mod columns;
 pub mod features;
 pub mod manifest;
@@ -47,6 +92,8 @@ pub mod table;
 
 use std::path::{Path, PathBuf};
 
+pub use augment::{Augment, GainAugment, NoiseAugment};
+pub use batching::{Batch, BatchConfig, BatchTensors, Epoch, Order, Stage, collate, plan_epoch};
 pub use columns::{AUDIO_COLUMNS, Columns};
 pub use features::{AudioSet, EvalCrop, FeatureConfig};
 pub use split::{DataSpec, EvalSplit, LabelVocab, Splits, split_by_ratio};
