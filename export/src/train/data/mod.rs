@@ -86,6 +86,7 @@ pub mod augment;
 pub mod batching;
 mod columns;
 pub mod features;
+pub mod fsdd;
 pub mod manifest;
 pub mod split;
 pub mod table;
