@@ -22,10 +22,11 @@
 //!
 //! **Cropping** to `max_duration_s` (`max_length_seconds` in the transformers script):
 //! training takes a uniformly random window with the epoch's seeded generator, evaluation
-//! the first N seconds ([`EvalCrop::Start`], what `truncation=True` does and the default)
-//! or the centre ([`EvalCrop::Center`]). Shorter audio is left whole. The random offset is
-//! uniform over every window, `0 ..= len - N`; transformers' `random_subsample` draws
-//! `randint(0, len - N - 1)` and so never picks the last one.
+//! the first N seconds ([`EvalCrop::Start`], what `truncation=True` does and the default),
+//! the centre ([`EvalCrop::Center`]), or nothing ([`EvalCrop::Whole`], what
+//! `run_audio_classification.py` evaluates on). Shorter audio is left whole. The random
+//! offset is uniform over every window, `0 ..= len - N`; transformers' `random_subsample`
+//! draws `randint(0, len - N - 1)` and so never picks the last one.
 
 use std::ops::Range;
 use std::path::Path;
@@ -46,6 +47,9 @@ pub enum EvalCrop {
     Start,
     /// The middle `max_duration_s` (the earlier sample when the excess is odd).
     Center,
+    /// No crop: evaluate on whole examples, as transformers' `run_audio_classification.py`
+    /// does (its crop is for training only).
+    Whole,
 }
 
 /// How examples become model input: the feature extractor and the crop.
@@ -133,11 +137,15 @@ pub fn crop_range(n_samples: usize, max_samples: Option<usize>, crop: Crop<'_>) 
     let Some(max) = max_samples.filter(|&m| m < n_samples) else {
         return 0..n_samples;
     };
+    if matches!(crop, Crop::Eval(EvalCrop::Whole)) {
+        return 0..n_samples;
+    }
     let excess = n_samples - max;
     let start = match crop {
         Crop::Random(rng) => rng.random_range(0..=excess),
         Crop::Eval(EvalCrop::Start) => 0,
         Crop::Eval(EvalCrop::Center) => excess / 2,
+        Crop::Eval(EvalCrop::Whole) => 0,
     };
     start..start + max
 }
@@ -334,6 +342,7 @@ mod tests {
         assert_eq!(crop_range(10, Some(4), Crop::Eval(EvalCrop::Start)), 0..4);
         assert_eq!(crop_range(10, Some(4), Crop::Eval(EvalCrop::Center)), 3..7);
         assert_eq!(crop_range(11, Some(4), Crop::Eval(EvalCrop::Center)), 3..7);
+        assert_eq!(crop_range(11, Some(4), Crop::Eval(EvalCrop::Whole)), 0..11);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let mut starts = std::collections::BTreeSet::new();
         for _ in 0..400 {
