@@ -97,6 +97,21 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+
+    /// Training data is unusable: a manifest line that is not JSON or lacks a required
+    /// column, an audio file that is missing or cannot be decoded, an empty split, a label
+    /// seen only in evaluation data. The message reads `file:line: reason` (or
+    /// `file: reason` when no line applies, e.g. for a folder or an audio file found by
+    /// listing a directory).
+    #[error("{}{}: {reason}", path.display(), line.map(|n| format!(":{n}")).unwrap_or_default())]
+    Data {
+        /// The manifest, table, metadata file, folder or audio file at fault.
+        path: PathBuf,
+        /// The 1-based line in `path`, where the problem is one row.
+        line: Option<usize>,
+        /// What is wrong, naming the audio file involved if any.
+        reason: String,
+    },
 }
 
 /// Wraps a candle error with what was being done: `.map_err(candle_err("reading x"))`.

@@ -7,7 +7,7 @@
 //!
 //! - [`onnx`]: an ONNX graph builder and writer, the layer every exporter emits through.
 //! - [`train`]: a generic training loop (optimizers, schedules, checkpoints that resume
-//!   exactly, metrics, curves) over a task trait.
+//!   exactly, metrics, curves) over a task trait, and training data ([`train::data`]).
 #![warn(missing_docs, clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -12,6 +12,7 @@
 //! scaling under accumulation, schedule stepping, what is logged).
 
 pub mod checkpoint;
+pub mod data;
 pub mod grad;
 pub mod metrics;
 pub mod optim;
