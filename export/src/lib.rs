@@ -6,12 +6,15 @@
 //! build of `hearken` compiles none of this.
 //!
 //! - [`onnx`]: an ONNX graph builder and writer, the layer every exporter emits through.
+//! - [`wav2vec2`]: Wav2Vec2 / HuBERT checkpoints, a trainable candle model, ONNX export.
+//! - [`train`]: training losses.
 #![warn(missing_docs, clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod ct2;
 pub mod error;
 pub mod onnx;
+pub mod train;
 pub mod wav2vec2;
 pub mod whisper;
 
