@@ -13,6 +13,7 @@
 
 pub mod ct2;
 pub mod error;
+pub mod nn;
 pub mod onnx;
 pub mod train;
 pub mod wav2vec2;

@@ -55,7 +55,7 @@ use std::sync::{Arc, PoisonError};
 
 use candle_core::{D, DType, Device, Module, Tensor, Var};
 use candle_nn::init::Init;
-use candle_nn::{Conv1d, Conv1dConfig, Linear, VarBuilder, VarMap};
+use candle_nn::{Linear, VarBuilder, VarMap};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -66,6 +66,7 @@ use super::{
     hf_name, weight_norm, weight_norm_magnitude,
 };
 use crate::error::{Error, Result, candle_err};
+use crate::nn::conv::conv1d;
 
 /// `eps` of the feature encoder's GroupNorm / LayerNorm and of HuBERT's positional
 /// BatchNorm (PyTorch's default; `layer_norm_eps` applies only to the transformer and the
@@ -193,7 +194,11 @@ enum ConvNorm {
 /// One feature-encoder layer: convolution, normalization, GELU.
 #[derive(Debug, Clone)]
 struct ConvLayer {
-    conv: Conv1d,
+    /// (C_out, C_in, K).
+    weight: Tensor,
+    /// (1, C_out, 1).
+    bias: Option<Tensor>,
+    stride: usize,
     norm: ConvNorm,
 }
 
@@ -201,7 +206,10 @@ impl ConvLayer {
     // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L263-L332
     /// x: (B, C_in, N_in) -> (B, C_out, N_out).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let x = self.conv.forward(x)?;
+        let mut x = conv1d(x, &self.weight, 0, self.stride, 1)?;
+        if let Some(bias) = &self.bias {
+            x = x.broadcast_add(bias)?;
+        }
         let x = match &self.norm {
             ConvNorm::None => x,
             ConvNorm::Group(norm) => norm.forward(&x)?,
@@ -301,7 +309,7 @@ impl PositionalConv {
             PosConvWeight::Norm { g, v } => weight_norm(g, v)?,
             PosConvWeight::Plain(w) => w.clone(),
         };
-        x.conv1d(&w, self.padding, 1, 1, self.groups)?
+        conv1d(&x, &w, self.padding, 1, self.groups)?
             .broadcast_add(&self.bias)?
             .narrow(2, 0, n_frames)?
             .gelu_erf()?
@@ -851,16 +859,13 @@ impl Wav2Vec2Model {
                 } else {
                     symmetric_uniform((1.0 / (c_in * kernel) as f64).sqrt())
                 };
-                Some(vb.pp("conv").get_with_hints(c_out, "bias", init)?)
+                Some(
+                    vb.pp("conv")
+                        .get_with_hints(c_out, "bias", init)?
+                        .reshape((1, c_out, 1))?,
+                )
             } else {
                 None
-            };
-            let config = Conv1dConfig {
-                padding: 0,
-                stride,
-                dilation: 1,
-                groups: 1,
-                cudnn_fwd_algo: None,
             };
             let ln = vb.pp("layer_norm");
             let norm = match (c.feat_extract_norm == "group", i) {
@@ -869,7 +874,9 @@ impl Wav2Vec2Model {
                 (false, _) => ConvNorm::Layer(norm(&ln, c_out, &[c_out], FEATURE_NORM_EPS)?),
             };
             conv_layers.push(ConvLayer {
-                conv: Conv1d::new(weight, bias, config),
+                weight,
+                bias,
+                stride,
                 norm,
             });
             c_in = c_out;
