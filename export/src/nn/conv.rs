@@ -116,6 +116,13 @@ impl CustomOp3 for ConvGrad {
         let (_, _, l) = x.dims3()?;
         let (_, _, k) = w.dims3()?;
         let (_, _, l_out) = grad.dims3()?;
+        if l_out == 0 {
+            return Ok((
+                want_x.then(|| x.zeros_like()).transpose()?,
+                Some(w.zeros_like()?),
+                None,
+            ));
+        }
         let xs = x.chunk(groups, 1)?;
         let ws = w.chunk(groups, 0)?;
         let gs = grad.chunk(groups, 1)?;

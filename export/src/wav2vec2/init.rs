@@ -30,8 +30,8 @@
 //! so the draw is lost and `v` keeps `nn.Conv1d`'s default initialization.
 //!
 //! References:
-//! <https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1034-L1071>,
-//! <https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/hubert/modeling_hubert.py#L688-L719>.
+//! <https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1034-L1071>,
+//! <https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/hubert/modeling_hubert.py#L688-L719>.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

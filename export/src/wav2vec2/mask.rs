@@ -10,7 +10,7 @@
 //! last frame when they have none), and the clipping of spans at the sequence end.
 //!
 //! Reference:
-//! <https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L134-L253>
+//! <https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L108-L224>
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;

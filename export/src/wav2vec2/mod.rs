@@ -1,15 +1,25 @@
 //! Wav2Vec2 and HuBERT on the export side: Hugging Face checkpoints (CTC and sequence
-//! classification heads), a candle model, and ONNX export.
+//! classification heads, or a base model given a new head), a trainable candle model,
+//! and ONNX export.
 //!
 //! Both families share one architecture here: a 7-layer convolutional feature encoder,
 //! a feature projection, a convolutional positional embedding and a transformer encoder
 //! (post-LN, or pre-LN when `do_stable_layer_norm`). They differ only in small flags
-//! (HuBERT may drop the feature-projection LayerNorm), so one [`Wav2Vec2Config`] and one
-//! tensor naming serve both.
+//! (HuBERT may drop the feature-projection LayerNorm, or use a BatchNorm instead of weight
+//! norm before its positional convolution) and in initialization, so one
+//! [`Wav2Vec2Config`] and one tensor naming serve both.
+//!
+//! - this file: the configuration (`config.json`, upstream names) and checkpoint loading;
+//! - [`model`]: the candle model, evaluation (the parity reference) and training modes;
+//! - [`init`]: where parameters come from (checkpoint, variables, seeded initialization
+//!   as transformers'), and the `tiny` / `base` presets;
+//! - [`mask`]: SpecAugment span masks;
+//! - [`save`]: writing a model back as a Hugging Face checkpoint;
+//! - [`onnx`]: ONNX export.
 //!
 //! Reference: `transformers/models/wav2vec2/modeling_wav2vec2.py` and
 //! `transformers/models/hubert/modeling_hubert.py`,
-//! <https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py>.
+//! <https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py>.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

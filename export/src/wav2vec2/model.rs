@@ -42,10 +42,10 @@
 //! no per-call state, so it is `Send + Sync`. Shapes below use `B` for the batch, `N` for
 //! input samples, `T` for frames (`config.output_frames(N)`), `H` for `hidden_size`.
 //!
-//! Reference: transformers v4.57.1 (the version the fixtures were generated with),
-//! <https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py>
+//! Reference: transformers v4.57.6 (the version the fixtures were generated with),
+//! <https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py>
 //! and
-//! <https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/hubert/modeling_hubert.py>;
+//! <https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/hubert/modeling_hubert.py>;
 //! see [`Wav2Vec2Model::hidden_states`] for how transformers 5.x differs.
 
 use std::collections::HashMap;
@@ -165,7 +165,7 @@ struct Norm {
 }
 
 impl Norm {
-    // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L284-L332
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L263-L332
     // (`nn.GroupNorm(num_groups=C, num_channels=C)`: each channel of each example
     // normalized over time) and `nn.LayerNorm`, both with the biased variance.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -203,7 +203,7 @@ struct ConvLayer {
 }
 
 impl ConvLayer {
-    // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L263-L332
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L263-L332
     /// x: (B, C_in, N_in) -> (B, C_out, N_out).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut x = conv1d(x, &self.weight, 0, self.stride, 1)?;
@@ -295,8 +295,8 @@ struct PositionalConv {
 }
 
 impl PositionalConv {
-    // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L335-L389
-    // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/hubert/modeling_hubert.py#L50-L108
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L335-L389
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/hubert/modeling_hubert.py#L50-L108
     /// x: (B, T, H) -> (B, T, H). The convolution pads K/2 on both sides, which yields
     /// T + 1 frames for an even kernel; the last one is dropped (`SamePadLayer`).
     fn forward(&self, x: &Tensor, training: bool) -> candle_core::Result<Tensor> {
@@ -337,7 +337,7 @@ impl Attention {
             .contiguous()
     }
 
-    // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L459-L573
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L458-L573
     /// x: (B, T, H); mask: (B, 1, 1, T), 0 on valid keys and `f32::MIN` on padded ones.
     fn forward(
         &self,
@@ -373,7 +373,7 @@ struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L576-L597
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L576-L597
     /// (B, T, H) -> (B, T, H).
     fn feed_forward(&self, x: &Tensor, run: &mut Run) -> candle_core::Result<Tensor> {
         let h = self.intermediate_dense.forward(x)?.gelu_erf()?;
@@ -382,7 +382,7 @@ impl EncoderLayer {
         run.dropout(&h, self.hidden_dropout)
     }
 
-    // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L600-L633
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L600-L633
     /// Post-LN: x: (B, T, H) -> (B, T, H).
     fn forward_post_ln(
         &self,
@@ -397,7 +397,7 @@ impl EncoderLayer {
         self.final_layer_norm.forward(&h)
     }
 
-    // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L636-L679
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L636-L679
     /// Pre-LN ("stable layer norm"): x: (B, T, H) -> (B, T, H).
     fn forward_pre_ln(
         &self,
@@ -1231,7 +1231,7 @@ impl Wav2Vec2Model {
         };
         let encoded = self.encode(input_values, attention_mask, &mut run)?;
         match &self.head {
-            // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1867-L1873
+            // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1871-L1873
             HeadLayers::Ctc { lm_head } => run
                 .dropout(&encoded.last, self.config.final_dropout)
                 .and_then(|h| lm_head.forward(&h))
@@ -1268,7 +1268,7 @@ impl Wav2Vec2Model {
     /// output; pre-LN: it through `encoder.layer_norm`).
     ///
     /// That is transformers 4.x's `output_hidden_states`
-    /// (<https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py>,
+    /// (<https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py>,
     /// `Wav2Vec2EncoderStableLayerNorm.forward`), the one under which the released
     /// classifiers with a stable encoder and a weighted layer sum (the
     /// `superb/*-large-superb-*` checkpoints, converted from s3prl) were published.
@@ -1328,7 +1328,7 @@ impl Wav2Vec2Model {
             .map_err(candle_err("preparing input_values"))
     }
 
-    // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1105-L1118
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1096-L1114
     /// The frame mask of a sample mask (B, N) for `n_frames` frames.
     fn frame_mask(
         &self,
@@ -1390,7 +1390,7 @@ impl Wav2Vec2Model {
         build().map_err(candle_err("building the frame mask"))
     }
 
-    // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1381-L1430
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1381-L1425
     /// SpecAugment in training (identity otherwise): spans of frames replaced by
     /// `masked_spec_embed`, then spans of channels zeroed, on h: (B, T, H).
     ///
@@ -1458,9 +1458,9 @@ impl Wav2Vec2Model {
         let c = &self.config;
         let training = run.training();
 
-        // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L391-L456
+        // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L391-L456
         // (HuBERT may skip the LayerNorm: `feat_proj_layer_norm`)
-        // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/hubert/modeling_hubert.py#L221-L236
+        // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/hubert/modeling_hubert.py#L221-L236
         let features = (|| -> candle_core::Result<Tensor> {
             let mut h = x.unsqueeze(1)?;
             for layer in &self.conv_layers {
@@ -1490,7 +1490,7 @@ impl Wav2Vec2Model {
         .map_err(candle_err("running the feature projection"))?;
         let h = self.spec_augment(projected, mask.as_ref(), run)?;
 
-        // https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L682-L871
+        // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L682-L871
         let n_layers = self.layers.len();
         let first_trained = match self.trainable {
             Trainable::TopLayers { n_layers: n } => Some(n_layers - n.min(n_layers)),
@@ -1546,7 +1546,7 @@ impl Wav2Vec2Model {
     }
 }
 
-// https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1990-L2007
+// https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1996-L2014
 /// Weighted layer sum (or last hidden state), projector, mean over valid frames,
 /// classifier: (B, n_labels).
 fn classify(
