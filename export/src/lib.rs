@@ -6,13 +6,18 @@
 //! build of `hearken` compiles none of this.
 //!
 //! - [`onnx`]: an ONNX graph builder and writer, the layer every exporter emits through.
+//! - [`wav2vec2`]: Wav2Vec2 / HuBERT checkpoints, a trainable candle model, ONNX export.
+//! - [`nn`]: differentiable layers the trainable models share (no fused op without a
+//!   backward; a convolution whose gradients are right).
 //! - [`train`]: a generic training loop (optimizers, schedules, checkpoints that resume
-//!   exactly, metrics, curves) over a task trait, and training data ([`train::data`]).
+//!   exactly, metrics, curves) over a task trait, training data ([`train::data`]) and
+//!   losses ([`train::loss`]).
 #![warn(missing_docs, clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod ct2;
 pub mod error;
+pub mod nn;
 pub mod onnx;
 pub mod train;
 pub mod wav2vec2;

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, IndexOp, Tensor};
+use hearken_export::Error;
 use hearken_export::wav2vec2::model::Wav2Vec2Model;
-use hearken_export::wav2vec2::{Error, Wav2Vec2Checkpoint, load_dir};
+use hearken_export::wav2vec2::{Wav2Vec2Checkpoint, load_dir};
 
 /// Largest accepted |candle - torch| on any logit.
 const TOLERANCE: f32 = 1e-4;

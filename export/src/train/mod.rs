@@ -14,6 +14,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod grad;
+pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod plot;

@@ -1,12 +1,12 @@
-//! A candle forward pass for a [`Wav2Vec2Checkpoint`]: the numerical reference that ONNX
-//! exports are checked against, and a way to run a checkpoint before exporting it.
+//! A candle Wav2Vec2 / HuBERT: the numerical reference that ONNX exports are checked
+//! against, a way to run a checkpoint before exporting it, and the model that fine-tuning
+//! and training from scratch differentiate.
 //!
 //! candle-transformers has no Wav2Vec2 or HuBERT, so this is a port of transformers'
-//! modules, kept one to one with them (feature encoder, feature projection, positional
-//! convolution, post-LN or pre-LN encoder, CTC or classification head) so that each step
-//! can be compared with its Python counterpart. It runs in f32 on the device of the
-//! checkpoint's tensors (the CPU for [`super::load_dir`]) and follows transformers'
-//! numerics where candle's building blocks would not:
+//! modules, kept one to one with them (feature encoder, feature projection, SpecAugment,
+//! positional convolution, post-LN or pre-LN encoder, CTC or classification head) so that
+//! each step can be compared with its Python counterpart. It runs in f32 and follows
+//! transformers' numerics where candle's building blocks would not:
 //!
 //! - GELU is the exact erf form (`ACT2FN["gelu"]`), not candle's tanh approximation;
 //! - LayerNorm, GroupNorm and BatchNorm are computed here with two-pass statistics
@@ -15,26 +15,144 @@
 //!   channel's mean is large against its spread (the first feature-encoder convolution);
 //! - padded keys get `f32::MIN` added to their attention scores, transformers' `finfo.min`.
 //!
-//! There is no per-call state: [`Wav2Vec2Model`] holds only weights and is `Send + Sync`,
-//! so one model can serve many threads. Shapes below use `B` for the batch, `N` for input
-//! samples, `T` for frames (`config.output_frames(N)`), `H` for `hidden_size`.
+//! Everything here is differentiable: no candle-nn fused op is used (`layer_norm`,
+//! `rms_norm`, `softmax_last_dim` and `LayerNorm` on contiguous input record no backward
+//! pass, so gradients through them would silently be missing). Softmaxes are written
+//! out (max-shifted, the max detached as it cancels), and the positional convolution's
+//! weight is recomputed from its weight-norm parameters `g` and `v` on every call, so
+//! that both get their own gradients, as in PyTorch.
 //!
-//! Reference: transformers v5.23.0 (the version the fixtures were generated with),
-//! <https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/wav2vec2/modeling_wav2vec2.py>
+//! Parameters live in a [`VarMap`] under their Hugging Face names
+//! (`hubert.encoder.layers.0.attention.q_proj.weight`, `classifier.weight`, ...), from
+//! which the model is built through a [`candle_nn::VarBuilder`]; see [`super::init`] for
+//! where they come from (checkpoint, existing variables, seeded initialization) and
+//! [`super::save`] for writing them back as a Hugging Face checkpoint.
+//!
+//! [`Mode::Eval`] is the reference forward pass; [`Mode::Train`] adds what transformers
+//! does in `model.train()`: dropout (`feat_proj_dropout` after the feature projection,
+//! `hidden_dropout` on the encoder input and on each layer's attention and feed-forward
+//! outputs, `attention_dropout` on attention probabilities, `activation_dropout` after
+//! the feed-forward GELU, `final_dropout` before the CTC head and nowhere in the
+//! classification head), LayerDrop, SpecAugment time and feature masking (with the
+//! trainable `masked_spec_embed`), and batch statistics in HuBERT's optional positional
+//! BatchNorm. Every random draw comes from the [`ChaCha8Rng`] the caller passes, in a
+//! fixed order, so a training step is reproducible from the rng's seed and word position.
+//!
+//! A model holds only its parameters (shared, through the [`VarMap`], by its clones) and
+//! no per-call state, so it is `Send + Sync`. Shapes below use `B` for the batch, `N` for
+//! input samples, `T` for frames (`config.output_frames(N)`), `H` for `hidden_size`.
+//!
+//! Reference: transformers v4.57.6 (the version the fixtures were generated with),
+//! <https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py>
 //! and
-//! <https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/hubert/modeling_hubert.py>;
-//! see [`Wav2Vec2Model::hidden_states`] for the one place where this port follows
-//! transformers 4.x instead.
+//! <https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/hubert/modeling_hubert.py>;
+//! see [`Wav2Vec2Model::hidden_states`] for how transformers 5.x differs.
 
-use candle_core::{D, DType, Device, Module, Tensor};
-use candle_nn::{Conv1d, Conv1dConfig, Linear};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 
-use super::{Error, Head, Result, Wav2Vec2Checkpoint, Wav2Vec2Config, candle_err};
+use candle_core::{D, DType, Device, Module, Tensor, Var};
+use candle_nn::init::Init;
+use candle_nn::{Linear, VarBuilder, VarMap};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::init::{KAIMING_NORMAL, ParamStore, normal, symmetric_uniform, torch_default_conv};
+use super::mask::{SpanMask, compute_mask_indices};
+use super::{
+    Family, Head, POS_CONV_WEIGHT_G, POS_CONV_WEIGHT_V, Wav2Vec2Checkpoint, Wav2Vec2Config,
+    hf_name, weight_norm, weight_norm_magnitude,
+};
+use crate::error::{Error, Result, candle_err};
+use crate::nn::conv::conv1d;
 
 /// `eps` of the feature encoder's GroupNorm / LayerNorm and of HuBERT's positional
 /// BatchNorm (PyTorch's default; `layer_norm_eps` applies only to the transformer and the
 /// feature projection).
 const FEATURE_NORM_EPS: f64 = 1e-5;
+
+/// PyTorch's BatchNorm momentum: `running = (1 - m) * running + m * batch`.
+const BATCH_NORM_MOMENTUM: f64 = 0.1;
+
+/// How a forward pass runs.
+#[derive(Debug)]
+pub enum Mode<'a> {
+    /// Inference (`model.eval()`): no dropout, no masking, running BatchNorm statistics.
+    Eval,
+    /// Training (`model.train()`): dropout, LayerDrop and SpecAugment as the
+    /// configuration says, batch statistics in BatchNorm (whose running statistics are
+    /// updated), every random draw from `rng`.
+    Train {
+        /// The source of every draw of the step.
+        rng: &'a mut ChaCha8Rng,
+    },
+}
+
+/// Which parameters training updates; the others are frozen (and no gradient is
+/// computed through them: the forward pass detaches at the frozen part's output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trainable {
+    /// Every parameter (BatchNorm running statistics, which are not parameters, aside).
+    All,
+    /// Every parameter but the convolutional feature encoder's
+    /// (`{prefix}.feature_extractor.*`): transformers' `freeze_feature_encoder()`.
+    AllButFeatureEncoder,
+    /// The top `n_layers` transformer layers and the head; for a pre-LN encoder also the
+    /// final `encoder.layer_norm`, which follows the layers.
+    TopLayers {
+        /// How many layers, counted from the top (at most `num_hidden_layers`).
+        n_layers: usize,
+    },
+    /// The head only (`lm_head`, or `projector`, `classifier` and `layer_weights`):
+    /// transformers' `freeze_base_model()`.
+    Head,
+}
+
+/// The random draws of one forward pass; none in evaluation.
+struct Run<'a> {
+    rng: Option<&'a mut ChaCha8Rng>,
+}
+
+impl Run<'_> {
+    fn training(&self) -> bool {
+        self.rng.is_some()
+    }
+
+    // https://github.com/pytorch/pytorch/blob/v2.5.1/aten/src/ATen/native/Dropout.cpp
+    // (`dropout`: keep with probability 1 - p, scale the kept by 1 / (1 - p)).
+    /// Dropout of probability `p` in training, the identity in evaluation. The mask is
+    /// drawn on the CPU, one `f32` per element, in row-major order.
+    fn dropout(&mut self, x: &Tensor, p: f64) -> candle_core::Result<Tensor> {
+        let Some(rng) = self.rng.as_deref_mut() else {
+            return Ok(x.clone());
+        };
+        if p <= 0.0 {
+            return Ok(x.clone());
+        }
+        if p >= 1.0 {
+            return x.zeros_like();
+        }
+        let scale = (1.0 / (1.0 - p)) as f32;
+        let p = p as f32;
+        let mask: Vec<f32> = (0..x.elem_count())
+            .map(|_| if rng.random::<f32>() < p { 0.0 } else { scale })
+            .collect();
+        let mask = Tensor::from_vec(mask, x.shape(), &Device::Cpu)?
+            .to_device(x.device())?
+            .to_dtype(x.dtype())?;
+        x * mask
+    }
+}
+
+/// Softmax over the last axis, written out so that it has a backward pass; the max is
+/// detached (the result does not depend on it).
+fn softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
 
 /// Normalization over the last axis with an affine map: LayerNorm when the input is
 /// `(.., C)` and `weight`, `bias` are `(C)`; GroupNorm with one group per channel when
@@ -47,7 +165,7 @@ struct Norm {
 }
 
 impl Norm {
-    // https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L306-L327
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L263-L332
     // (`nn.GroupNorm(num_groups=C, num_channels=C)`: each channel of each example
     // normalized over time) and `nn.LayerNorm`, both with the biased variance.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -76,15 +194,22 @@ enum ConvNorm {
 /// One feature-encoder layer: convolution, normalization, GELU.
 #[derive(Debug, Clone)]
 struct ConvLayer {
-    conv: Conv1d,
+    /// (C_out, C_in, K).
+    weight: Tensor,
+    /// (1, C_out, 1).
+    bias: Option<Tensor>,
+    stride: usize,
     norm: ConvNorm,
 }
 
 impl ConvLayer {
-    // https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L258-L327
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L263-L332
     /// x: (B, C_in, N_in) -> (B, C_out, N_out).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let x = self.conv.forward(x)?;
+        let mut x = conv1d(x, &self.weight, 0, self.stride, 1)?;
+        if let Some(bias) = &self.bias {
+            x = x.broadcast_add(bias)?;
+        }
         let x = match &self.norm {
             ConvNorm::None => x,
             ConvNorm::Group(norm) => norm.forward(&x)?,
@@ -94,46 +219,98 @@ impl ConvLayer {
     }
 }
 
-/// HuBERT's optional BatchNorm before the positional convolution (`conv_pos_batch_norm`),
-/// in inference mode. Every tensor is `(H, 1)`.
+/// HuBERT's optional BatchNorm before the positional convolution (`conv_pos_batch_norm`).
 #[derive(Debug, Clone)]
 struct BatchNorm {
+    /// Affine weight and bias, (H, 1).
     weight: Tensor,
     bias: Tensor,
-    running_mean: Tensor,
-    running_var: Tensor,
+    /// Running statistics, (H): buffers, not parameters; updated in training.
+    running_mean: Var,
+    running_var: Var,
+    /// Training steps taken (`num_batches_tracked`), shared by the model's clones.
+    n_batches: Arc<AtomicU64>,
 }
 
 impl BatchNorm {
+    // https://github.com/pytorch/pytorch/blob/v2.5.1/torch/nn/modules/batchnorm.py
+    // (`BatchNorm1d` on (B, H, T): statistics over batch and time; the running variance is
+    // updated with the unbiased batch variance, the output uses the biased one).
     /// x: (B, H, T) -> (B, H, T).
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.broadcast_sub(&self.running_mean)?
-            .broadcast_div(&(&self.running_var + FEATURE_NORM_EPS)?.sqrt()?)?
+    fn forward(&self, x: &Tensor, training: bool) -> candle_core::Result<Tensor> {
+        let h = self.weight.dim(0)?;
+        let (mean, var) = if training {
+            let (b, _, t) = x.dims3()?;
+            let mean = x.mean_keepdim(2)?.mean_keepdim(0)?;
+            let var = x
+                .broadcast_sub(&mean)?
+                .sqr()?
+                .mean_keepdim(2)?
+                .mean_keepdim(0)?;
+            let n = (b * t) as f64;
+            let unbiased = if n > 1.0 {
+                (var.detach() * (n / (n - 1.0)))?
+            } else {
+                var.detach()
+            };
+            let m = BATCH_NORM_MOMENTUM;
+            let rm =
+                ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach().reshape(h)? * m)?)?;
+            let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased.reshape(h)? * m)?)?;
+            self.running_mean.set(&rm)?;
+            self.running_var.set(&rv)?;
+            self.n_batches.fetch_add(1, Ordering::Relaxed);
+            (mean.reshape((h, 1))?, var.reshape((h, 1))?)
+        } else {
+            (
+                self.running_mean.as_tensor().reshape((h, 1))?,
+                self.running_var.as_tensor().reshape((h, 1))?,
+            )
+        };
+        x.broadcast_sub(&mean)?
+            .broadcast_div(&(var + FEATURE_NORM_EPS)?.sqrt()?)?
             .broadcast_mul(&self.weight)?
             .broadcast_add(&self.bias)
     }
+}
+
+/// The positional convolution's weight.
+#[derive(Debug, Clone)]
+enum PosConvWeight {
+    /// Weight-normalized: `g` (1, 1, K) and `v` (H, H / groups, K), combined on each call.
+    Norm { g: Tensor, v: Tensor },
+    /// Plain (HuBERT with `conv_pos_batch_norm`), (H, H / groups, K).
+    Plain(Tensor),
 }
 
 /// The convolutional positional embedding.
 #[derive(Debug, Clone)]
 struct PositionalConv {
     batch_norm: Option<BatchNorm>,
-    conv: Conv1d,
+    weight: PosConvWeight,
+    /// (1, H, 1).
+    bias: Tensor,
+    padding: usize,
+    groups: usize,
 }
 
 impl PositionalConv {
-    // https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L364-L383
-    // https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/hubert/modeling_hubert.py#L86-L95
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L335-L389
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/hubert/modeling_hubert.py#L50-L108
     /// x: (B, T, H) -> (B, T, H). The convolution pads K/2 on both sides, which yields
     /// T + 1 frames for an even kernel; the last one is dropped (`SamePadLayer`).
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &Tensor, training: bool) -> candle_core::Result<Tensor> {
         let n_frames = x.dim(1)?;
         let mut x = x.transpose(1, 2)?;
         if let Some(bn) = &self.batch_norm {
-            x = bn.forward(&x)?;
+            x = bn.forward(&x, training)?;
         }
-        self.conv
-            .forward(&x)?
+        let w = match &self.weight {
+            PosConvWeight::Norm { g, v } => weight_norm(g, v)?,
+            PosConvWeight::Plain(w) => w.clone(),
+        };
+        conv1d(&x, &w, self.padding, 1, self.groups)?
+            .broadcast_add(&self.bias)?
             .narrow(2, 0, n_frames)?
             .gelu_erf()?
             .transpose(1, 2)
@@ -148,6 +325,7 @@ struct Attention {
     v_proj: Linear,
     out_proj: Linear,
     n_heads: usize,
+    dropout: f64,
 }
 
 impl Attention {
@@ -159,9 +337,14 @@ impl Attention {
             .contiguous()
     }
 
-    // https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L442-L552
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L458-L573
     /// x: (B, T, H); mask: (B, 1, 1, T), 0 on valid keys and `f32::MIN` on padded ones.
-    fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        run: &mut Run,
+    ) -> candle_core::Result<Tensor> {
         let (b, t, h) = x.dims3()?;
         let q = self.heads(&self.q_proj.forward(x)?)?;
         let k = self.heads(&self.k_proj.forward(x)?)?;
@@ -171,7 +354,7 @@ impl Attention {
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let weights = run.dropout(&softmax_last(&scores)?, self.dropout)?;
         let out = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         self.out_proj.forward(&out)
     }
@@ -185,42 +368,61 @@ struct EncoderLayer {
     intermediate_dense: Linear,
     output_dense: Linear,
     final_layer_norm: Norm,
+    hidden_dropout: f64,
+    activation_dropout: f64,
 }
 
 impl EncoderLayer {
-    // https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L555-L576
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L576-L597
     /// (B, T, H) -> (B, T, H).
-    fn feed_forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.output_dense
-            .forward(&self.intermediate_dense.forward(x)?.gelu_erf()?)
+    fn feed_forward(&self, x: &Tensor, run: &mut Run) -> candle_core::Result<Tensor> {
+        let h = self.intermediate_dense.forward(x)?.gelu_erf()?;
+        let h = run.dropout(&h, self.activation_dropout)?;
+        let h = self.output_dense.forward(&h)?;
+        run.dropout(&h, self.hidden_dropout)
     }
 
-    // https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L595-L610
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L600-L633
     /// Post-LN: x: (B, T, H) -> (B, T, H).
-    fn forward_post_ln(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let h = (x + self.attention.forward(x, mask)?)?;
+    fn forward_post_ln(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        run: &mut Run,
+    ) -> candle_core::Result<Tensor> {
+        let a = self.attention.forward(x, mask, run)?;
+        let h = (x + run.dropout(&a, self.hidden_dropout)?)?;
         let h = self.layer_norm.forward(&h)?;
-        let h = (&h + self.feed_forward(&h)?)?;
+        let h = (&h + self.feed_forward(&h, run)?)?;
         self.final_layer_norm.forward(&h)
     }
 
-    // https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L633-L649
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L636-L679
     /// Pre-LN ("stable layer norm"): x: (B, T, H) -> (B, T, H).
-    fn forward_pre_ln(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let h = (x + self.attention.forward(&self.layer_norm.forward(x)?, mask)?)?;
-        &h + self.feed_forward(&self.final_layer_norm.forward(&h)?)?
+    fn forward_pre_ln(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        run: &mut Run,
+    ) -> candle_core::Result<Tensor> {
+        let a = self
+            .attention
+            .forward(&self.layer_norm.forward(x)?, mask, run)?;
+        let h = (x + run.dropout(&a, self.hidden_dropout)?)?;
+        let f = self.feed_forward(&self.final_layer_norm.forward(&h)?, run)?;
+        &h + f
     }
 }
 
 /// The head's layers.
 #[derive(Debug, Clone)]
 enum HeadLayers {
-    /// `lm_head` over every frame.
+    /// `final_dropout`, then `lm_head` over every frame.
     Ctc { lm_head: Linear },
     /// Optional weighted layer sum, `projector`, mean pooling over valid frames,
     /// `classifier`.
     Classifier {
-        /// softmax(`layer_weights`), shaped (L + 1, 1, 1, 1) to weigh stacked hidden states.
+        /// `layer_weights`, (L + 1), softmaxed on each call.
         layer_weights: Option<Tensor>,
         projector: Linear,
         classifier: Linear,
@@ -236,6 +438,8 @@ struct FrameMask {
     additive: Tensor,
     /// (B, 1) f32: valid frames per example.
     n_valid: Tensor,
+    /// Valid frames per example.
+    lengths: Vec<usize>,
 }
 
 /// What the encoder computes for a batch.
@@ -249,89 +453,58 @@ struct Encoded {
 
 /// A Wav2Vec2 / HuBERT model with its CTC or classification head, in candle (f32).
 ///
-/// Holds only weights (immutable after [`Wav2Vec2Model::new`]), so it is `Send + Sync`
-/// and can be shared through an `Arc`; inputs are batches of already normalized
-/// waveforms (the processor's `do_normalize` is the caller's business).
-#[derive(Debug, Clone)]
+/// Its parameters are the variables of a [`VarMap`] ([`Wav2Vec2Model::varmap`]), shared
+/// with the model's clones; an optimizer updating them updates the model. Inputs are
+/// batches of already normalized waveforms (the processor's `do_normalize` is the
+/// caller's business, see [`Wav2Vec2Model::normalize`]).
+#[derive(Clone)]
 pub struct Wav2Vec2Model {
     config: Wav2Vec2Config,
+    family: Family,
+    head_spec: Head,
+    normalize: bool,
     device: Device,
+    varmap: VarMap,
     conv_layers: Vec<ConvLayer>,
     projection_norm: Option<Norm>,
     projection: Linear,
+    masked_spec_embed: Option<Tensor>,
     pos_conv: PositionalConv,
     encoder_norm: Norm,
     layers: Vec<EncoderLayer>,
     head: HeadLayers,
+    trainable: Trainable,
 }
 
-/// Tensors of a checkpoint by name, checked against the shapes the configuration implies.
-struct Weights<'a>(&'a Wav2Vec2Checkpoint);
-
-impl Weights<'_> {
-    fn has(&self, name: &str) -> bool {
-        self.0.tensors.contains_key(name)
-    }
-
-    /// The tensor `name` in f32, or [`Error::MissingTensor`] / [`Error::ShapeMismatch`].
-    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let t = self.0.get(name)?;
-        if t.dims() != shape {
-            return Err(Error::ShapeMismatch {
-                name: name.to_string(),
-                expected: shape.to_vec(),
-                got: t.dims().to_vec(),
-            });
-        }
-        t.to_dtype(DType::F32)
-            .map_err(candle_err(format!("converting `{name}` to f32")))
-    }
-
-    /// The number of rows of the matrix `name`, or [`Error::MissingTensor`].
-    fn rows(&self, name: &str) -> Result<usize> {
-        Ok(self.0.get(name)?.dims().first().copied().unwrap_or(0))
-    }
-
-    /// `{prefix}.weight` (n_out, n_in) and `{prefix}.bias` (n_out).
-    fn linear(&self, prefix: &str, n_out: usize, n_in: usize) -> Result<Linear> {
-        Ok(Linear::new(
-            self.get(&format!("{prefix}.weight"), &[n_out, n_in])?,
-            Some(self.get(&format!("{prefix}.bias"), &[n_out])?),
-        ))
-    }
-
-    /// `{prefix}.weight` and `{prefix}.bias`, both (n), reshaped to `shape`.
-    fn norm(&self, prefix: &str, n: usize, shape: &[usize], eps: f64) -> Result<Norm> {
-        let get = |what: &str| -> Result<Tensor> {
-            let name = format!("{prefix}.{what}");
-            self.get(&name, &[n])?
-                .reshape(shape)
-                .map_err(candle_err(format!("reshaping `{name}`")))
-        };
-        Ok(Norm {
-            weight: get("weight")?,
-            bias: get("bias")?,
-            eps,
-        })
+impl std::fmt::Debug for Wav2Vec2Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wav2Vec2Model")
+            .field("family", &self.family)
+            .field("hidden_size", &self.config.hidden_size)
+            .field("num_hidden_layers", &self.config.num_hidden_layers)
+            .field("head", &self.head_spec)
+            .field("device", &self.device)
+            .field("trainable", &self.trainable)
+            .finish_non_exhaustive()
     }
 }
 
-/// [`Error::Unsupported`] about the checkpoint's `config.json`.
-fn unsupported(ckpt: &Wav2Vec2Checkpoint, reason: String) -> Error {
+/// [`Error::Unsupported`] about `path` (a `config.json`).
+fn unsupported(path: &Path, reason: String) -> Error {
     Error::Unsupported {
-        path: ckpt.dir.join("config.json"),
+        path: path.to_path_buf(),
         reason,
     }
 }
 
-/// Rejects configurations the forward pass cannot run (a [`Wav2Vec2Checkpoint`] is plain
-/// data, so it may not have come from [`super::load_dir`], which checks the same).
-fn check_config(ckpt: &Wav2Vec2Checkpoint) -> Result<()> {
-    let c = &ckpt.config;
+/// Rejects configurations the model cannot run (a [`Wav2Vec2Checkpoint`] is plain data,
+/// so it may not have come from [`super::load_dir`], which checks part of this).
+/// `path` names the configuration in errors.
+fn check_config(c: &Wav2Vec2Config, path: &Path) -> Result<()> {
     let n = c.conv_dim.len();
     if n == 0 || c.conv_stride.len() != n || c.conv_kernel.len() != n {
         return Err(unsupported(
-            ckpt,
+            path,
             format!(
                 "conv_dim, conv_stride and conv_kernel must have the same non-zero length, got {}, {}, {}",
                 n,
@@ -340,15 +513,15 @@ fn check_config(ckpt: &Wav2Vec2Checkpoint) -> Result<()> {
             ),
         ));
     }
-    if c.conv_stride.contains(&0) || c.conv_kernel.contains(&0) {
+    if c.conv_stride.contains(&0) || c.conv_kernel.contains(&0) || c.conv_dim.contains(&0) {
         return Err(unsupported(
-            ckpt,
-            "conv_stride and conv_kernel must be positive".into(),
+            path,
+            "conv_dim, conv_stride and conv_kernel must be positive".into(),
         ));
     }
     if !matches!(c.feat_extract_norm.as_str(), "group" | "layer") {
         return Err(unsupported(
-            ckpt,
+            path,
             format!(
                 "feat_extract_norm `{}` is not group or layer",
                 c.feat_extract_norm
@@ -361,16 +534,19 @@ fn check_config(ckpt: &Wav2Vec2Checkpoint) -> Result<()> {
     ] {
         if act != "gelu" {
             return Err(unsupported(
-                ckpt,
+                path,
                 format!("{what} `{act}` is not supported (only gelu)"),
             ));
         }
     }
-    if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
+    if c.hidden_size == 0
+        || c.num_attention_heads == 0
+        || !c.hidden_size.is_multiple_of(c.num_attention_heads)
+    {
         return Err(unsupported(
-            ckpt,
+            path,
             format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
+                "hidden_size {} is not a positive multiple of num_attention_heads {}",
                 c.hidden_size, c.num_attention_heads
             ),
         ));
@@ -382,7 +558,7 @@ fn check_config(ckpt: &Wav2Vec2Checkpoint) -> Result<()> {
         || c.num_conv_pos_embeddings == 0
     {
         return Err(unsupported(
-            ckpt,
+            path,
             format!(
                 "hidden_size {} is not a multiple of num_conv_pos_embedding_groups {}, or \
                  num_conv_pos_embeddings is 0",
@@ -392,29 +568,277 @@ fn check_config(ckpt: &Wav2Vec2Checkpoint) -> Result<()> {
     }
     if c.add_adapter {
         return Err(unsupported(
-            ckpt,
+            path,
             "adapter layers (`add_adapter`) are not supported".into(),
         ));
+    }
+    for (what, p) in [
+        ("hidden_dropout", c.hidden_dropout),
+        ("attention_dropout", c.attention_dropout),
+        ("activation_dropout", c.activation_dropout),
+        ("feat_proj_dropout", c.feat_proj_dropout),
+        ("final_dropout", c.final_dropout),
+        ("layerdrop", c.layerdrop),
+        ("mask_time_prob", c.mask_time_prob),
+        ("mask_feature_prob", c.mask_feature_prob),
+    ] {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(unsupported(
+                path,
+                format!("{what} {p} is not a probability"),
+            ));
+        }
+    }
+    for (what, prob, length) in [
+        ("mask_time_length", c.mask_time_prob, c.mask_time_length),
+        (
+            "mask_feature_length",
+            c.mask_feature_prob,
+            c.mask_feature_length,
+        ),
+    ] {
+        if prob > 0.0 && length == 0 {
+            return Err(unsupported(path, format!("{what} must be at least 1")));
+        }
     }
     Ok(())
 }
 
+/// The parts [`Wav2Vec2Model::load`] builds.
+struct Parts {
+    conv_layers: Vec<ConvLayer>,
+    projection_norm: Option<Norm>,
+    projection: Linear,
+    masked_spec_embed: Option<Tensor>,
+    pos_conv: PositionalConv,
+    encoder_norm: Norm,
+    layers: Vec<EncoderLayer>,
+    head: HeadLayers,
+}
+
+/// `{vb}.weight` (n_out, n_in) and `{vb}.bias` (n_out).
+fn linear(
+    vb: &VarBuilder,
+    n_in: usize,
+    n_out: usize,
+    weight: Init,
+    bias: Init,
+) -> candle_core::Result<Linear> {
+    Ok(Linear::new(
+        vb.get_with_hints((n_out, n_in), "weight", weight)?,
+        Some(vb.get_with_hints(n_out, "bias", bias)?),
+    ))
+}
+
+/// `{vb}.weight` (ones) and `{vb}.bias` (zeros), both (n), reshaped to `shape`.
+fn norm(vb: &VarBuilder, n: usize, shape: &[usize], eps: f64) -> candle_core::Result<Norm> {
+    Ok(Norm {
+        weight: vb
+            .get_with_hints(n, "weight", Init::Const(1.0))?
+            .reshape(shape)?,
+        bias: vb
+            .get_with_hints(n, "bias", Init::Const(0.0))?
+            .reshape(shape)?,
+        eps,
+    })
+}
+
+/// `t` with its gradient path cut.
+fn detach_all(all: &mut [Tensor]) {
+    for t in all {
+        *t = t.detach();
+    }
+}
+
 impl Wav2Vec2Model {
-    /// Builds the model from a checkpoint's configuration and tensors, checking every
-    /// tensor's shape against the configuration.
+    /// The reference model of a checkpoint, on the CPU: every parameter from its tensors,
+    /// each checked against the shape the configuration implies.
     ///
-    /// Fails with [`Error::MissingTensor`] or [`Error::ShapeMismatch`] when the tensors do
-    /// not fit the configuration, and [`Error::Unsupported`] for configurations the
-    /// forward pass does not implement (non-GELU activations, adapters, inconsistent
-    /// convolution lists). The CTC head's width is `vocab_size` (or `lm_head.weight`'s rows
-    /// when the configuration has none); the classifier's is the number of labels of
-    /// [`Head::Classifier`].
+    /// Fails with [`Error::MissingTensor`] or [`Error::ShapeMismatch`] (naming the
+    /// tensor as [`Wav2Vec2Checkpoint::tensors`] does) when the tensors do not fit the
+    /// configuration, and [`Error::Unsupported`] for configurations the model does not
+    /// implement (non-GELU activations, adapters, inconsistent convolution lists, a
+    /// dropout probability outside [0, 1]). The CTC head's width is `vocab_size` (or the
+    /// vocabulary's size when the configuration has none); the classifier's is the number
+    /// of labels of [`Head::Classifier`], and its projector's `classifier_proj_size`
+    /// (transformers' 256 when unset).
     pub fn new(ckpt: &Wav2Vec2Checkpoint) -> Result<Self> {
-        check_config(ckpt)?;
-        let c = &ckpt.config;
-        let w = Weights(ckpt);
+        Self::from_checkpoint(ckpt, &Device::Cpu, None)
+    }
+
+    /// The model of a checkpoint on `device`, its parameters copied into a new
+    /// [`VarMap`] (training never writes into `ckpt`).
+    ///
+    /// Without `init`, every parameter must be in the checkpoint, as for
+    /// [`Wav2Vec2Model::new`] (`masked_spec_embed` aside: a model without it runs, and
+    /// only training with time masking fails). With `init`, the missing ones (a new head
+    /// from [`super::load_dir_with_new_head`], `masked_spec_embed`) are drawn from it as
+    /// transformers initializes them ([`super::init`]). Errors as for
+    /// [`Wav2Vec2Model::new`].
+    pub fn from_checkpoint(
+        ckpt: &Wav2Vec2Checkpoint,
+        device: &Device,
+        init: Option<&mut ChaCha8Rng>,
+    ) -> Result<Self> {
+        let path = ckpt.dir.join("config.json");
+        check_config(&ckpt.config, &path)?;
+        let family = ckpt.family;
+        let mut tensors: HashMap<String, Tensor> = ckpt
+            .tensors
+            .iter()
+            .map(|(name, t)| (hf_name(family, name), t.clone()))
+            .collect();
+        // A checkpoint with only the combined positional weight (built by hand, or
+        // converted without weight norm) still trains as PyTorch would have it: `v = w`
+        // and `g = ||w||` reproduce `w` exactly.
+        let w_name = hf_name(family, "encoder.pos_conv_embed.conv.weight");
+        let (g_name, v_name) = (
+            hf_name(family, POS_CONV_WEIGHT_G),
+            hf_name(family, POS_CONV_WEIGHT_V),
+        );
+        if !ckpt.config.conv_pos_batch_norm
+            && !tensors.contains_key(&g_name)
+            && let Some(w) = tensors.get(&w_name).cloned()
+        {
+            let g = weight_norm_magnitude(&w).map_err(candle_err(
+                "deriving the positional convolution's weight norm",
+            ))?;
+            tensors.insert(g_name, g);
+            tensors.insert(v_name, w);
+        }
+        let store = ParamStore::new(VarMap::new(), tensors, init, Some(family));
+        Self::build(
+            store,
+            ckpt.config.clone(),
+            family,
+            ckpt.head.clone(),
+            ckpt.normalize,
+            device,
+            &path,
+        )
+    }
+
+    /// A new model of `config` with `head`, every parameter drawn from `rng` as
+    /// transformers initializes them ([`super::init`]); `config` is given the head with
+    /// [`Wav2Vec2Config::set_head`]. Waveforms are to be normalized
+    /// ([`Wav2Vec2Model::normalize`] is true).
+    ///
+    /// Fails with [`Error::Unsupported`] for a `model_type` other than wav2vec2 and
+    /// hubert or a configuration the model does not implement, and
+    /// [`Error::InvalidInput`] for an empty head.
+    pub fn from_scratch(
+        config: &Wav2Vec2Config,
+        head: Head,
+        device: &Device,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Self> {
+        let path = PathBuf::from("<new model>/config.json");
+        let family = config.family().ok_or_else(|| {
+            unsupported(
+                &path,
+                format!(
+                    "model_type `{}` is not wav2vec2 or hubert",
+                    config.model_type
+                ),
+            )
+        })?;
+        let mut config = config.clone();
+        config.set_head(family, &head)?;
+        check_config(&config, &path)?;
+        let store = ParamStore::new(VarMap::new(), HashMap::new(), Some(rng), None);
+        Self::build(store, config, family, head, true, device, &path)
+    }
+
+    /// The model whose parameters are the variables of `varmap`, all present under their
+    /// Hugging Face names (a map filled by another model, or by [`VarMap::load`] of a
+    /// training checkpoint): built through `VarBuilder::from_backend` over it, sharing
+    /// its variables. Fails with [`Error::MissingTensor`] / [`Error::ShapeMismatch`]
+    /// (full names) when one is absent or misshapen.
+    pub fn from_varmap(
+        varmap: &VarMap,
+        config: &Wav2Vec2Config,
+        head: Head,
+        normalize: bool,
+        device: &Device,
+    ) -> Result<Self> {
+        let path = PathBuf::from("<varmap>/config.json");
+        let family = config.family().ok_or_else(|| {
+            unsupported(
+                &path,
+                format!(
+                    "model_type `{}` is not wav2vec2 or hubert",
+                    config.model_type
+                ),
+            )
+        })?;
+        check_config(config, &path)?;
+        let store = ParamStore::new(varmap.clone(), HashMap::new(), None, None);
+        Self::build(
+            store,
+            config.clone(),
+            family,
+            head,
+            normalize,
+            device,
+            &path,
+        )
+    }
+
+    fn build(
+        store: ParamStore,
+        config: Wav2Vec2Config,
+        family: Family,
+        head: Head,
+        normalize: bool,
+        device: &Device,
+        path: &Path,
+    ) -> Result<Self> {
+        if let Head::Classifier { labels } = &head
+            && labels.is_empty()
+        {
+            return Err(unsupported(
+                path,
+                "a classifier needs at least one label".into(),
+            ));
+        }
+        let varmap = store.varmap().clone();
+        let slot = store.error_slot();
+        let vb = VarBuilder::from_backend(Box::new(store), DType::F32, device.clone());
+        let parts = Self::load(&vb, &varmap, &config, family, &head).map_err(|e| {
+            let kept = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            kept.unwrap_or_else(|| candle_err("building the model")(e))
+        })?;
+        Ok(Wav2Vec2Model {
+            config,
+            family,
+            head_spec: head,
+            normalize,
+            device: device.clone(),
+            varmap,
+            conv_layers: parts.conv_layers,
+            projection_norm: parts.projection_norm,
+            projection: parts.projection,
+            masked_spec_embed: parts.masked_spec_embed,
+            pos_conv: parts.pos_conv,
+            encoder_norm: parts.encoder_norm,
+            layers: parts.layers,
+            head: parts.head,
+            trainable: Trainable::All,
+        })
+    }
+
+    /// Asks `vb` for every parameter, in a fixed order (the order of seeded draws), with
+    /// transformers' initialization as the hint.
+    fn load(
+        vb: &VarBuilder,
+        varmap: &VarMap,
+        c: &Wav2Vec2Config,
+        family: Family,
+        head: &Head,
+    ) -> candle_core::Result<Parts> {
+        let base = vb.pp(family.as_str());
         let hidden = c.hidden_size;
-        let group_norm = c.feat_extract_norm == "group";
+        let hubert = family == Family::Hubert;
 
         let mut conv_layers = Vec::with_capacity(c.conv_dim.len());
         let mut c_in = 1;
@@ -425,160 +849,213 @@ impl Wav2Vec2Model {
             .zip(&c.conv_stride)
             .enumerate()
         {
-            let prefix = format!("feature_extractor.conv_layers.{i}");
-            let weight = w.get(&format!("{prefix}.conv.weight"), &[c_out, c_in, kernel])?;
+            let vb = base.pp(format!("feature_extractor.conv_layers.{i}"));
+            let weight =
+                vb.pp("conv")
+                    .get_with_hints((c_out, c_in, kernel), "weight", KAIMING_NORMAL)?;
             let bias = if c.conv_bias {
-                Some(w.get(&format!("{prefix}.conv.bias"), &[c_out])?)
+                let init = if hubert {
+                    Init::Const(0.0)
+                } else {
+                    symmetric_uniform((1.0 / (c_in * kernel) as f64).sqrt())
+                };
+                Some(
+                    vb.pp("conv")
+                        .get_with_hints(c_out, "bias", init)?
+                        .reshape((1, c_out, 1))?,
+                )
             } else {
                 None
             };
-            let config = Conv1dConfig {
-                padding: 0,
-                stride,
-                dilation: 1,
-                groups: 1,
-                cudnn_fwd_algo: None,
-            };
-            let ln = format!("{prefix}.layer_norm");
-            let norm = match (group_norm, i) {
-                (true, 0) => ConvNorm::Group(w.norm(&ln, c_out, &[c_out, 1], FEATURE_NORM_EPS)?),
+            let ln = vb.pp("layer_norm");
+            let norm = match (c.feat_extract_norm == "group", i) {
+                (true, 0) => ConvNorm::Group(norm(&ln, c_out, &[c_out, 1], FEATURE_NORM_EPS)?),
                 (true, _) => ConvNorm::None,
-                (false, _) => ConvNorm::Layer(w.norm(&ln, c_out, &[c_out], FEATURE_NORM_EPS)?),
+                (false, _) => ConvNorm::Layer(norm(&ln, c_out, &[c_out], FEATURE_NORM_EPS)?),
             };
             conv_layers.push(ConvLayer {
-                conv: Conv1d::new(weight, bias, config),
+                weight,
+                bias,
+                stride,
                 norm,
             });
             c_in = c_out;
         }
 
+        let fp = base.pp("feature_projection");
         let projection_norm = if c.feat_proj_layer_norm {
-            Some(w.norm(
-                "feature_projection.layer_norm",
+            Some(norm(&fp.pp("layer_norm"), c_in, &[c_in], c.layer_norm_eps)?)
+        } else {
+            None
+        };
+        let projection = if hubert {
+            linear(
+                &fp.pp("projection"),
                 c_in,
-                &[c_in],
-                c.layer_norm_eps,
+                hidden,
+                normal(c.initializer_range),
+                Init::Const(0.0),
+            )?
+        } else {
+            let k = (1.0 / c_in as f64).sqrt();
+            linear(
+                &fp.pp("projection"),
+                c_in,
+                hidden,
+                symmetric_uniform(k),
+                symmetric_uniform(k),
+            )?
+        };
+
+        // transformers creates `masked_spec_embed` only when some masking is configured.
+        let masked_spec_embed = if (c.mask_time_prob > 0.0 || c.mask_feature_prob > 0.0)
+            && base.contains_tensor("masked_spec_embed")
+        {
+            Some(base.get_with_hints(
+                hidden,
+                "masked_spec_embed",
+                Init::Uniform { lo: 0.0, up: 1.0 },
             )?)
         } else {
             None
         };
-        let projection = w.linear("feature_projection.projection", hidden, c_in)?;
 
         let kernel = c.num_conv_pos_embeddings;
         let groups = c.num_conv_pos_embedding_groups;
-        let pos = "encoder.pos_conv_embed";
-        let batch_norm = if w.has(&format!("{pos}.batch_norm.weight")) {
-            let get = |what: &str| -> Result<Tensor> {
-                let name = format!("{pos}.batch_norm.{what}");
-                w.get(&name, &[hidden])?
+        let pos = base.pp("encoder.pos_conv_embed");
+        let batch_norm = if c.conv_pos_batch_norm {
+            let bn = pos.pp("batch_norm");
+            let affine = |name: &str, init: f64| -> candle_core::Result<Tensor> {
+                bn.get_with_hints(hidden, name, Init::Const(init))?
                     .reshape((hidden, 1))
-                    .map_err(candle_err(format!("reshaping `{name}`")))
+            };
+            let (weight, bias) = (affine("weight", 1.0)?, affine("bias", 0.0)?);
+            bn.get_with_hints(hidden, "running_mean", Init::Const(0.0))?;
+            bn.get_with_hints(hidden, "running_var", Init::Const(1.0))?;
+            let buffer = |name: &str| -> candle_core::Result<Var> {
+                let full = format!("{}.{name}", bn.prefix());
+                varmap
+                    .data()
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&full)
+                    .cloned()
+                    .ok_or_else(|| candle_core::Error::Msg(format!("no variable `{full}`")))
             };
             Some(BatchNorm {
-                weight: get("weight")?,
-                bias: get("bias")?,
-                running_mean: get("running_mean")?,
-                running_var: get("running_var")?,
+                weight,
+                bias,
+                running_mean: buffer("running_mean")?,
+                running_var: buffer("running_var")?,
+                n_batches: Arc::new(AtomicU64::new(0)),
             })
         } else {
             None
         };
+        let shape = (hidden, hidden / groups, kernel);
+        let fan_in = hidden / groups * kernel;
+        let conv = pos.pp("conv");
+        let weight = if c.conv_pos_batch_norm {
+            PosConvWeight::Plain(conv.get_with_hints(shape, "weight", KAIMING_NORMAL)?)
+        } else {
+            // `v` first: a drawn `g` is `||v||`.
+            let v = conv.get_with_hints(shape, "weight_v", torch_default_conv(fan_in))?;
+            let g = conv.get_with_hints((1, 1, kernel), "weight_g", Init::Const(1.0))?;
+            PosConvWeight::Norm { g, v }
+        };
         let pos_conv = PositionalConv {
             batch_norm,
-            conv: Conv1d::new(
-                w.get(
-                    &format!("{pos}.conv.weight"),
-                    &[hidden, hidden / groups, kernel],
-                )?,
-                Some(w.get(&format!("{pos}.conv.bias"), &[hidden])?),
-                Conv1dConfig {
-                    padding: kernel / 2,
-                    stride: 1,
-                    dilation: 1,
-                    groups,
-                    cudnn_fwd_algo: None,
-                },
-            ),
+            weight,
+            bias: conv
+                .get_with_hints(hidden, "bias", Init::Const(0.0))?
+                .reshape((1, hidden, 1))?,
+            padding: kernel / 2,
+            groups,
         };
-        let encoder_norm = w.norm("encoder.layer_norm", hidden, &[hidden], c.layer_norm_eps)?;
+        let encoder_norm = norm(
+            &base.pp("encoder.layer_norm"),
+            hidden,
+            &[hidden],
+            c.layer_norm_eps,
+        )?;
 
+        let dense = normal(c.initializer_range);
+        let zero = Init::Const(0.0);
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
-            let p = format!("encoder.layers.{i}");
-            let attn = |name: &str| w.linear(&format!("{p}.attention.{name}"), hidden, hidden);
+            let vb = base.pp(format!("encoder.layers.{i}"));
+            let attn =
+                |name: &str| linear(&vb.pp("attention").pp(name), hidden, hidden, dense, zero);
+            // Requested in the order of transformers' module definition (k, v, q, out),
+            // so that seeded draws come in a stable order that reads like the reference.
+            let k_proj = attn("k_proj")?;
+            let v_proj = attn("v_proj")?;
+            let q_proj = attn("q_proj")?;
+            let out_proj = attn("out_proj")?;
+            let ff = vb.pp("feed_forward");
             layers.push(EncoderLayer {
                 attention: Attention {
-                    q_proj: attn("q_proj")?,
-                    k_proj: attn("k_proj")?,
-                    v_proj: attn("v_proj")?,
-                    out_proj: attn("out_proj")?,
+                    q_proj,
+                    k_proj,
+                    v_proj,
+                    out_proj,
                     n_heads: c.num_attention_heads,
+                    dropout: c.attention_dropout,
                 },
-                layer_norm: w.norm(
-                    &format!("{p}.layer_norm"),
+                layer_norm: norm(&vb.pp("layer_norm"), hidden, &[hidden], c.layer_norm_eps)?,
+                intermediate_dense: linear(
+                    &ff.pp("intermediate_dense"),
+                    hidden,
+                    c.intermediate_size,
+                    dense,
+                    zero,
+                )?,
+                output_dense: linear(
+                    &ff.pp("output_dense"),
+                    c.intermediate_size,
+                    hidden,
+                    dense,
+                    zero,
+                )?,
+                final_layer_norm: norm(
+                    &vb.pp("final_layer_norm"),
                     hidden,
                     &[hidden],
                     c.layer_norm_eps,
                 )?,
-                intermediate_dense: w.linear(
-                    &format!("{p}.feed_forward.intermediate_dense"),
-                    c.intermediate_size,
-                    hidden,
-                )?,
-                output_dense: w.linear(
-                    &format!("{p}.feed_forward.output_dense"),
-                    hidden,
-                    c.intermediate_size,
-                )?,
-                final_layer_norm: w.norm(
-                    &format!("{p}.final_layer_norm"),
-                    hidden,
-                    &[hidden],
-                    c.layer_norm_eps,
-                )?,
+                hidden_dropout: c.hidden_dropout,
+                activation_dropout: c.activation_dropout,
             });
         }
 
-        let head = match &ckpt.head {
-            Head::Ctc { .. } => {
-                let vocab = match c.vocab_size {
-                    Some(n) => n,
-                    None => w.rows("lm_head.weight")?,
-                };
+        let head = match head {
+            Head::Ctc { vocab, .. } => {
+                let n_vocab = c.vocab_size.unwrap_or(vocab.len());
                 HeadLayers::Ctc {
-                    lm_head: w.linear("lm_head", vocab, hidden)?,
+                    lm_head: linear(&vb.pp("lm_head"), hidden, n_vocab, dense, zero)?,
                 }
             }
             Head::Classifier { labels } => {
-                let proj = match c.classifier_proj_size {
-                    Some(n) => n,
-                    None => w.rows("projector.weight")?,
-                };
+                let proj = c.classifier_proj_size.unwrap_or(256);
+                let n = c.num_hidden_layers + 1;
                 let layer_weights = if c.use_weighted_layer_sum {
-                    let n = c.num_hidden_layers + 1;
-                    let lw = w.get("layer_weights", &[n])?;
-                    Some(
-                        candle_nn::ops::softmax(&lw, 0)
-                            .and_then(|s| s.reshape((n, 1, 1, 1)))
-                            .map_err(candle_err("normalizing `layer_weights`"))?,
-                    )
+                    Some(vb.get_with_hints(n, "layer_weights", Init::Const(1.0 / n as f64))?)
                 } else {
                     None
                 };
                 HeadLayers::Classifier {
                     layer_weights,
-                    projector: w.linear("projector", proj, hidden)?,
-                    classifier: w.linear("classifier", labels.len(), proj)?,
+                    projector: linear(&vb.pp("projector"), hidden, proj, dense, zero)?,
+                    classifier: linear(&vb.pp("classifier"), proj, labels.len(), dense, zero)?,
                 }
             }
         };
 
-        Ok(Wav2Vec2Model {
-            config: c.clone(),
-            device: projection.weight().device().clone(),
+        Ok(Parts {
             conv_layers,
             projection_norm,
             projection,
+            masked_spec_embed,
             pos_conv,
             encoder_norm,
             layers,
@@ -586,9 +1063,116 @@ impl Wav2Vec2Model {
         })
     }
 
-    /// The architecture configuration.
+    /// The configuration.
     pub fn config(&self) -> &Wav2Vec2Config {
         &self.config
+    }
+
+    /// Wav2Vec2 or HuBERT.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The head: CTC vocabulary or class labels.
+    pub fn head(&self) -> &Head {
+        &self.head_spec
+    }
+
+    /// Whether inputs are to be normalized to zero mean and unit variance per example
+    /// (the processor's `do_normalize`).
+    pub fn normalize(&self) -> bool {
+        self.normalize
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The variables, by Hugging Face name.
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// Every variable with its Hugging Face name, sorted by name: the parameters and,
+    /// for a positional BatchNorm, its running statistics.
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut vars: Vec<(String, Var)> =
+            data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// HuBERT's positional BatchNorm's `num_batches_tracked`: training steps taken by
+    /// this model and its clones (0 without that BatchNorm).
+    pub(crate) fn batch_norm_steps(&self) -> Option<u64> {
+        self.pos_conv
+            .batch_norm
+            .as_ref()
+            .map(|bn| bn.n_batches.load(Ordering::Relaxed))
+    }
+
+    /// Which parameters are trained ([`Trainable::All`] unless set).
+    pub fn trainable(&self) -> Trainable {
+        self.trainable
+    }
+
+    /// Freezes every parameter but those `trainable` names, and stops the backward pass
+    /// at the frozen part's output, as transformers' `requires_grad = False` does.
+    /// Fails with [`Error::InvalidInput`] when more layers are asked for than there are.
+    pub fn set_trainable(&mut self, trainable: Trainable) -> Result<()> {
+        if let Trainable::TopLayers { n_layers } = trainable
+            && n_layers > self.config.num_hidden_layers
+        {
+            return Err(Error::InvalidInput {
+                what: "trainable top layers".into(),
+                expected: format!("at most {}", self.config.num_hidden_layers),
+                got: n_layers.to_string(),
+            });
+        }
+        self.trainable = trainable;
+        Ok(())
+    }
+
+    /// The variables to optimize under [`Wav2Vec2Model::trainable`], with their Hugging
+    /// Face names, sorted by name.
+    pub fn trainable_vars(&self) -> Vec<(String, Var)> {
+        self.vars()
+            .into_iter()
+            .filter(|(name, _)| self.is_trainable(name))
+            .collect()
+    }
+
+    /// Whether the variable `name` is trained, by its Hugging Face name.
+    fn is_trainable(&self, name: &str) -> bool {
+        if name.ends_with(".running_mean") || name.ends_with(".running_var") {
+            return false;
+        }
+        let base = format!("{}.", self.family.as_str());
+        let Some(inner) = name.strip_prefix(&base) else {
+            return true; // the head
+        };
+        match self.trainable {
+            Trainable::All => true,
+            Trainable::AllButFeatureEncoder => !inner.starts_with("feature_extractor."),
+            Trainable::TopLayers { n_layers } => {
+                if self.config.do_stable_layer_norm && inner.starts_with("encoder.layer_norm.") {
+                    return true;
+                }
+                let first = self.config.num_hidden_layers - n_layers;
+                inner
+                    .strip_prefix("encoder.layers.")
+                    .and_then(|rest| rest.split('.').next())
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .is_some_and(|i| i >= first)
+            }
+            Trainable::Head => false,
+        }
     }
 
     /// The fewest input samples that give one frame: the feature encoder's receptive
@@ -603,6 +1187,16 @@ impl Wav2Vec2Model {
             .fold(1, |r, (&k, &s)| (r - 1) * s + k)
     }
 
+    /// Runs the model and its head in evaluation mode: [`Wav2Vec2Model::forward_t`] with
+    /// [`Mode::Eval`].
+    pub fn forward(
+        &self,
+        input_values: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        self.forward_t(input_values, attention_mask, Mode::Eval)
+    }
+
     /// Runs the model and its head.
     ///
     /// - `input_values`: (B, N) waveforms, already normalized, in a float dtype
@@ -612,22 +1206,35 @@ impl Wav2Vec2Model {
     ///   valid length is the number of ones (padding is expected at the end), and its
     ///   valid frames are `config.output_frames(length)`; padded frames are zeroed before
     ///   the positional convolution and masked out of attention and pooling.
+    /// - `mode`: [`Mode::Eval`] for the reference, [`Mode::Train`] for a training step.
     ///
     /// Returns CTC logits (B, T, vocab) over every frame (padded frames included, as
     /// transformers computes them), or classification logits (B, n_labels).
     ///
     /// Fails with [`Error::InvalidInput`] for a rank other than 2, an empty batch, a
     /// non-float input, a mask whose shape differs from the input's or with values other
-    /// than 0 and 1, or an input or valid length shorter than the receptive field.
-    pub fn forward(
+    /// than 0 and 1, an input or valid length shorter than the receptive field, or (in
+    /// training) a SpecAugment span longer than the masked axis; with
+    /// [`Error::MissingTensor`] when training with time masking a model built without
+    /// `masked_spec_embed`.
+    pub fn forward_t(
         &self,
         input_values: &Tensor,
         attention_mask: Option<&Tensor>,
+        mode: Mode<'_>,
     ) -> Result<Tensor> {
-        let encoded = self.encode(input_values, attention_mask)?;
+        let mut run = Run {
+            rng: match mode {
+                Mode::Eval => None,
+                Mode::Train { rng } => Some(rng),
+            },
+        };
+        let encoded = self.encode(input_values, attention_mask, &mut run)?;
         match &self.head {
-            HeadLayers::Ctc { lm_head } => lm_head
-                .forward(&encoded.last)
+            // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1871-L1873
+            HeadLayers::Ctc { lm_head } => run
+                .dropout(&encoded.last, self.config.final_dropout)
+                .and_then(|h| lm_head.forward(&h))
                 .map_err(candle_err("running the CTC head")),
             HeadLayers::Classifier {
                 layer_weights,
@@ -639,28 +1246,29 @@ impl Wav2Vec2Model {
     }
 
     /// The encoder output (B, T, H) for `input_values` (B, N) and an optional
-    /// `attention_mask` (B, N): what the head reads (transformers' `last_hidden_state`).
-    /// Inputs and errors as for [`Wav2Vec2Model::forward`].
+    /// `attention_mask` (B, N), in evaluation mode: what the head reads (transformers'
+    /// `last_hidden_state`). Inputs and errors as for [`Wav2Vec2Model::forward`].
     pub fn last_hidden_state(
         &self,
         input_values: &Tensor,
         attention_mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        Ok(self.encode(input_values, attention_mask)?.last)
+        Ok(self
+            .encode(input_values, attention_mask, &mut Run { rng: None })?
+            .last)
     }
 
     /// The `num_hidden_layers + 1` hidden states (each (B, T, H)) that a weighted layer
-    /// sum mixes, for `input_values` (B, N) and an optional `attention_mask` (B, N);
-    /// inputs and errors as for [`Wav2Vec2Model::forward`].
+    /// sum mixes, in evaluation mode, for `input_values` (B, N) and an optional
+    /// `attention_mask` (B, N); inputs and errors as for [`Wav2Vec2Model::forward`].
     ///
-    /// Post-LN encoder: the input of the first layer (positional embedding added, then
-    /// `encoder.layer_norm`), then the output of every layer; the last entry is the
-    /// encoder output. Pre-LN (stable) encoder: the input of every layer (the first is
-    /// the positional embedding added, with no normalization), then the encoder output
-    /// (the last layer's output through `encoder.layer_norm`).
+    /// The input of every layer (post-LN encoder: the positional embedding added, then
+    /// `encoder.layer_norm`; pre-LN: the positional embedding added, with no
+    /// normalization, for the first), then the encoder output (post-LN: the last layer's
+    /// output; pre-LN: it through `encoder.layer_norm`).
     ///
     /// That is transformers 4.x's `output_hidden_states`
-    /// (<https://github.com/huggingface/transformers/blob/v4.57.1/src/transformers/models/wav2vec2/modeling_wav2vec2.py>,
+    /// (<https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py>,
     /// `Wav2Vec2EncoderStableLayerNorm.forward`), the one under which the released
     /// classifiers with a stable encoder and a weighted layer sum (the
     /// `superb/*-large-superb-*` checkpoints, converted from s3prl) were published.
@@ -675,7 +1283,9 @@ impl Wav2Vec2Model {
         input_values: &Tensor,
         attention_mask: Option<&Tensor>,
     ) -> Result<Vec<Tensor>> {
-        Ok(self.encode(input_values, attention_mask)?.all)
+        Ok(self
+            .encode(input_values, attention_mask, &mut Run { rng: None })?
+            .all)
     }
 
     /// Checks `input_values` and returns it as (B, N) f32 on the model's device.
@@ -718,7 +1328,7 @@ impl Wav2Vec2Model {
             .map_err(candle_err("preparing input_values"))
     }
 
-    // https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L950-L989
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1096-L1114
     /// The frame mask of a sample mask (B, N) for `n_frames` frames.
     fn frame_mask(
         &self,
@@ -739,7 +1349,7 @@ impl Wav2Vec2Model {
             .map_err(candle_err("reading attention_mask"))?;
         let min_samples = self.receptive_field_samples();
         let mut valid = Vec::with_capacity(rows.len() * n_frames);
-        let mut n_valid = Vec::with_capacity(rows.len());
+        let mut lengths = Vec::with_capacity(rows.len());
         for (b, row) in rows.iter().enumerate() {
             if let Some(v) = row.iter().find(|&&v| v != 0.0 && v != 1.0) {
                 return Err(Error::InvalidInput {
@@ -760,9 +1370,10 @@ impl Wav2Vec2Model {
                 });
             }
             valid.extend((0..n_frames).map(|t| if t < frames { 1f32 } else { 0f32 }));
-            n_valid.push(frames as f32);
+            lengths.push(frames.min(n_frames));
         }
         let n_batch = rows.len();
+        let n_valid: Vec<f32> = lengths.iter().map(|&l| l as f32).collect();
         let build = || -> candle_core::Result<FrameMask> {
             let valid = Tensor::from_vec(valid, (n_batch, n_frames), &self.device)?;
             // 0 where valid, f32::MIN where padded: (1 - valid) * MIN.
@@ -773,70 +1384,169 @@ impl Wav2Vec2Model {
                 valid,
                 additive,
                 n_valid,
+                lengths,
             })
         };
         build().map_err(candle_err("building the frame mask"))
     }
 
-    /// Feature encoder, projection and transformer encoder.
-    fn encode(&self, input_values: &Tensor, attention_mask: Option<&Tensor>) -> Result<Encoded> {
-        let x = self.check_input(input_values)?;
+    // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1381-L1425
+    /// SpecAugment in training (identity otherwise): spans of frames replaced by
+    /// `masked_spec_embed`, then spans of channels zeroed, on h: (B, T, H).
+    ///
+    /// Wav2Vec2 draws each example's time spans inside its valid frames; HuBERT's
+    /// `HubertModel.forward` does not pass its attention mask to `_mask_hidden_states`,
+    /// so its spans may fall on padding, and so they do here.
+    fn spec_augment(&self, h: Tensor, mask: Option<&FrameMask>, run: &mut Run) -> Result<Tensor> {
+        let c = &self.config;
+        let Some(rng) = run.rng.as_deref_mut() else {
+            return Ok(h);
+        };
+        if !c.apply_spec_augment {
+            return Ok(h);
+        }
+        let (n_batch, n_frames, hidden) = h.dims3().map_err(candle_err("reading shapes"))?;
+        let mut h = h;
+        if c.mask_time_prob > 0.0 {
+            let embed = self
+                .masked_spec_embed
+                .as_ref()
+                .ok_or_else(|| Error::MissingTensor {
+                    name: format!("{}.masked_spec_embed", self.family.as_str()),
+                })?;
+            let lengths = match (self.family, mask) {
+                (Family::Wav2Vec2, Some(m)) => Some(m.lengths.as_slice()),
+                _ => None,
+            };
+            let spec = SpanMask {
+                prob: c.mask_time_prob,
+                length: c.mask_time_length,
+                min_masks: c.mask_time_min_masks,
+            };
+            let m = compute_mask_indices(n_batch, n_frames, spec, lengths, rng)?;
+            let m: Vec<f32> = m.into_iter().map(|b| if b { 1.0 } else { 0.0 }).collect();
+            h = (|| -> candle_core::Result<Tensor> {
+                let m = Tensor::from_vec(m, (n_batch, n_frames, 1), &self.device)?;
+                let kept = h.broadcast_mul(&m.affine(-1.0, 1.0)?)?;
+                kept + m.broadcast_mul(&embed.reshape((1, 1, hidden))?)?
+            })()
+            .map_err(candle_err("masking frames"))?;
+        }
+        if c.mask_feature_prob > 0.0 {
+            let spec = SpanMask {
+                prob: c.mask_feature_prob,
+                length: c.mask_feature_length,
+                min_masks: c.mask_feature_min_masks,
+            };
+            let m = compute_mask_indices(n_batch, hidden, spec, None, rng)?;
+            let keep: Vec<f32> = m.into_iter().map(|b| if b { 0.0 } else { 1.0 }).collect();
+            h = Tensor::from_vec(keep, (n_batch, 1, hidden), &self.device)
+                .and_then(|k| h.broadcast_mul(&k))
+                .map_err(candle_err("masking channels"))?;
+        }
+        Ok(h)
+    }
 
-        // https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L413-L438
+    /// Feature encoder, projection, SpecAugment and transformer encoder.
+    fn encode(
+        &self,
+        input_values: &Tensor,
+        attention_mask: Option<&Tensor>,
+        run: &mut Run,
+    ) -> Result<Encoded> {
+        let x = self.check_input(input_values)?;
+        let c = &self.config;
+        let training = run.training();
+
+        // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L391-L456
         // (HuBERT may skip the LayerNorm: `feat_proj_layer_norm`)
-        // https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/hubert/modeling_hubert.py#L228-L234
+        // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/hubert/modeling_hubert.py#L221-L236
         let features = (|| -> candle_core::Result<Tensor> {
             let mut h = x.unsqueeze(1)?;
             for layer in &self.conv_layers {
                 h = layer.forward(&h)?;
             }
-            let mut h = h.transpose(1, 2)?.contiguous()?;
-            if let Some(norm) = &self.projection_norm {
-                h = norm.forward(&h)?;
-            }
-            self.projection.forward(&h)
+            let h = h.transpose(1, 2)?.contiguous()?;
+            Ok(match self.trainable {
+                Trainable::All => h,
+                _ => h.detach(),
+            })
         })()
         .map_err(candle_err("running the feature encoder"))?;
-
         let n_frames = features
             .dim(1)
             .map_err(candle_err("reading the number of frames"))?;
         let mask = attention_mask
             .map(|m| self.frame_mask(m, x.dims(), n_frames))
             .transpose()?;
-
-        // https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L662-L747
-        let run = || -> candle_core::Result<(Tensor, Vec<Tensor>)> {
+        let projected = (|| -> candle_core::Result<Tensor> {
             let mut h = features;
+            if let Some(norm) = &self.projection_norm {
+                h = norm.forward(&h)?;
+            }
+            let h = self.projection.forward(&h)?;
+            run.dropout(&h, c.feat_proj_dropout)
+        })()
+        .map_err(candle_err("running the feature projection"))?;
+        let h = self.spec_augment(projected, mask.as_ref(), run)?;
+
+        // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L682-L871
+        let n_layers = self.layers.len();
+        let first_trained = match self.trainable {
+            Trainable::TopLayers { n_layers: n } => Some(n_layers - n.min(n_layers)),
+            _ => None,
+        };
+        let encoder = || -> candle_core::Result<(Tensor, Vec<Tensor>)> {
+            let mut h = h;
             let additive = mask.as_ref().map(|m| &m.additive);
             if let Some(m) = &mask {
                 h = h.broadcast_mul(&m.valid.unsqueeze(2)?)?;
             }
-            h = (&h + self.pos_conv.forward(&h)?)?;
-            let mut all = Vec::with_capacity(self.layers.len() + 1);
-            if self.config.do_stable_layer_norm {
-                for layer in &self.layers {
-                    all.push(h.clone());
-                    h = layer.forward_pre_ln(&h, additive)?;
-                }
+            h = (&h + self.pos_conv.forward(&h, training)?)?;
+            if !c.do_stable_layer_norm {
                 h = self.encoder_norm.forward(&h)?;
-                all.push(h.clone());
-            } else {
-                h = self.encoder_norm.forward(&h)?;
-                all.push(h.clone());
-                for layer in &self.layers {
-                    h = layer.forward_post_ln(&h, additive)?;
-                    all.push(h.clone());
+            }
+            h = run.dropout(&h, c.hidden_dropout)?;
+            let mut all = Vec::with_capacity(n_layers + 1);
+            for (i, layer) in self.layers.iter().enumerate() {
+                if first_trained == Some(i) {
+                    h = h.detach();
+                    detach_all(&mut all);
                 }
+                all.push(h.clone());
+                // LayerDrop: one draw per layer, as `torch.rand([])` in the loop.
+                if let Some(rng) = run.rng.as_deref_mut()
+                    && c.layerdrop > 0.0
+                    && rng.random::<f64>() < c.layerdrop
+                {
+                    continue;
+                }
+                h = if c.do_stable_layer_norm {
+                    layer.forward_pre_ln(&h, additive, run)?
+                } else {
+                    layer.forward_post_ln(&h, additive, run)?
+                };
+            }
+            if first_trained == Some(n_layers) {
+                h = h.detach();
+                detach_all(&mut all);
+            }
+            if c.do_stable_layer_norm {
+                h = self.encoder_norm.forward(&h)?;
+            }
+            all.push(h.clone());
+            if self.trainable == Trainable::Head {
+                h = h.detach();
+                detach_all(&mut all);
             }
             Ok((h, all))
         };
-        let (last, all) = run().map_err(candle_err("running the transformer encoder"))?;
+        let (last, all) = encoder().map_err(candle_err("running the transformer encoder"))?;
         Ok(Encoded { last, all, mask })
     }
 }
 
-// https://github.com/huggingface/transformers/blob/v5.23.0/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1703-L1729
+// https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L1996-L2014
 /// Weighted layer sum (or last hidden state), projector, mean over valid frames,
 /// classifier: (B, n_labels).
 fn classify(
@@ -846,7 +1556,11 @@ fn classify(
     classifier: &Linear,
 ) -> candle_core::Result<Tensor> {
     let h = match layer_weights {
-        Some(w) => Tensor::stack(&encoded.all, 0)?.broadcast_mul(w)?.sum(0)?,
+        Some(w) => {
+            let n = w.dim(0)?;
+            let w = softmax_last(w)?.reshape((n, 1, 1, 1))?;
+            Tensor::stack(&encoded.all, 0)?.broadcast_mul(&w)?.sum(0)?
+        }
         None => encoded.last.clone(),
     };
     let h = projector.forward(&h)?;

@@ -113,7 +113,7 @@ pub enum Error {
 
     /// A tensor is missing from the checkpoint or has the wrong shape.
     #[error(transparent)]
-    Checkpoint(#[from] super::Error),
+    Checkpoint(#[from] crate::Error),
 
     /// The checkpoint is readable but the exported layout cannot express it.
     #[error("cannot export this Wav2Vec2 checkpoint: {reason}")]
@@ -316,7 +316,7 @@ impl Weights<'_> {
     fn get(&self, name: &str, expected: &[usize]) -> Result<CandleTensor> {
         let t = self.ckpt.get(name)?;
         if t.dims() != expected {
-            return Err(super::Error::ShapeMismatch {
+            return Err(crate::Error::ShapeMismatch {
                 name: name.into(),
                 expected: expected.to_vec(),
                 got: t.dims().to_vec(),
