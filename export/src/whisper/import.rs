@@ -14,7 +14,7 @@
 //! config, with OpenAI's defaults when absent.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
@@ -23,137 +23,14 @@ use serde_json::Value;
 use hearken::model::whisper::{HfGenerationConfig, first_token_id};
 
 use super::{WhisperCheckpoint, WhisperDims, WhisperTokens};
-use crate::ct2::{self, Ct2Model};
-
-/// `Result` with the importer's [`Error`] as the default error type.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+use crate::ct2::Ct2Model;
+use crate::error::{Error, Result, candle_err, io_err, read_json};
 
 /// Size of OpenAI's English-only vocabulary. It lists language tokens that the `.en`
 /// models were never trained with; OpenAI's own test is `n_vocab >= 51865`
 /// (`Whisper.is_multilingual`,
 /// <https://github.com/openai/whisper/blob/v20240930/whisper/model.py>).
 const ENGLISH_ONLY_VOCAB_SIZE: usize = 51864;
-
-/// Everything that can go wrong while importing (or, in [`super::reference`], running)
-/// a Whisper checkpoint.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-
-    /// A JSON file is not valid JSON or has a field of the wrong type.
-    #[error("{}: {source}", path.display())]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// The parser's error.
-        source: serde_json::Error,
-    },
-
-    /// The CTranslate2 `model.bin` could not be read.
-    #[error(transparent)]
-    Ct2(#[from] ct2::Error),
-
-    /// candle failed (reading safetensors, building or running a tensor op).
-    #[error("{what}: {source}")]
-    Candle {
-        /// What was being done.
-        what: String,
-        /// candle's error.
-        source: candle_core::Error,
-    },
-
-    /// The directory holds neither a CTranslate2 nor a Hugging Face Whisper checkpoint.
-    #[error(
-        "{}: no Whisper checkpoint found (expected `model.bin` from CTranslate2, or \
-         `config.json` with `model.safetensors` from Hugging Face){hint}",
-        dir.display()
-    )]
-    UnknownLayout {
-        /// The directory.
-        dir: PathBuf,
-        /// A hint about what was found instead (may be empty).
-        hint: String,
-    },
-
-    /// A file is readable but describes something this importer cannot take (another
-    /// architecture, an untied output projection, inconsistent dimensions).
-    #[error("{}: {reason}", path.display())]
-    Unsupported {
-        /// The file (or directory).
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-
-    /// A tensor the architecture needs is missing.
-    #[error("tensor `{name}` is missing from the checkpoint")]
-    MissingTensor {
-        /// Its Hugging Face name.
-        name: String,
-    },
-
-    /// A tensor the architecture does not have is present (a different architecture, or
-    /// more layers than `config.json` says).
-    #[error("tensor `{name}` is not part of a Whisper checkpoint with these dimensions")]
-    UnexpectedTensor {
-        /// Its name.
-        name: String,
-    },
-
-    /// A tensor has the wrong shape for the checkpoint's dimensions.
-    #[error("tensor `{name}` has shape {got:?}, expected {expected:?}")]
-    ShapeMismatch {
-        /// Its Hugging Face name.
-        name: String,
-        /// The shape the dimensions imply.
-        expected: Vec<usize>,
-        /// The shape found.
-        got: Vec<usize>,
-    },
-
-    /// A special token could not be found in any vocabulary of the directory, or its id is
-    /// outside the vocabulary.
-    #[error("{}: {token}: {reason}", dir.display())]
-    Token {
-        /// The directory.
-        dir: PathBuf,
-        /// The token (`<|startoftranscript|>`) or list (`suppress_tokens`).
-        token: String,
-        /// What is wrong.
-        reason: String,
-    },
-
-    /// An input to the reference model has the wrong size or values.
-    #[error("invalid {what}: expected {expected}, got {got}")]
-    InvalidInput {
-        /// What was checked.
-        what: String,
-        /// What was expected.
-        expected: String,
-        /// What was found.
-        got: String,
-    },
-}
-
-pub(crate) fn candle_err(what: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Candle { what, source }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
 
 /// Every tensor of a Hugging Face Whisper checkpoint with dimensions `dims`, with its
 /// shape, in a fixed order (encoder, then decoder; within a layer, attention before the
@@ -228,6 +105,7 @@ fn check_tensors(dims: &WhisperDims, tensors: &BTreeMap<String, Tensor>) -> Resu
     if let Some(extra) = tensors.keys().find(|n| !names.contains(n.as_str())) {
         return Err(Error::UnexpectedTensor {
             name: extra.clone(),
+            architecture: "Whisper".into(),
         });
     }
     for (name, shape) in expected {
@@ -400,6 +278,10 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
         };
         Err(Error::UnknownLayout {
             dir: dir.to_owned(),
+            what: "Whisper checkpoint".into(),
+            expected: "`model.bin` from CTranslate2, or `config.json` with \
+                       `model.safetensors` from Hugging Face"
+                .into(),
             hint: hint.into(),
         })
     }
@@ -422,10 +304,10 @@ struct Ct2Config {
 /// `config.json`, with `vocabulary.txt` (or `vocabulary.json`, `tokenizer.json`) for the
 /// special tokens. Weights are converted to `f32` (`i8`/`i16` ones dequantized).
 ///
-/// Fails with [`Error::Ct2`] for an unreadable `model.bin`, [`Error::Unsupported`] for
+/// Fails with the `Ct2*` errors of [`Ct2Model::open`] for an unreadable `model.bin`, [`Error::Unsupported`] for
 /// another spec or an untied output projection, [`Error::MissingTensor`] /
 /// [`Error::UnexpectedTensor`] / [`Error::ShapeMismatch`] for a layout that is not
-/// Whisper's, and [`Error::Token`] when a special token cannot be found.
+/// Whisper's, and [`Error::SpecialToken`] when a special token cannot be found.
 pub fn load_ct2_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
     let dir = dir.as_ref();
     let bin = dir.join("model.bin");
@@ -500,10 +382,10 @@ pub fn load_ct2_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
     let mut used: BTreeSet<String> = BTreeSet::new();
     for var in ct2_layout(dims.encoder_layers, dims.decoder_layers) {
         let (shape, data) = model.to_f32(&var.ct2).map_err(|e| match e {
-            ct2::Error::MissingVariable { .. } => Error::MissingTensor {
+            Error::Ct2MissingVariable { .. } => Error::MissingTensor {
                 name: var.ct2.clone(),
             },
-            other => other.into(),
+            other => other,
         })?;
         used.insert(var.ct2.clone());
         used.insert(format!("{}_scale", var.ct2));
@@ -544,6 +426,7 @@ pub fn load_ct2_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
     {
         return Err(Error::UnexpectedTensor {
             name: extra.name.to_owned(),
+            architecture: "Whisper".into(),
         });
     }
 
@@ -607,7 +490,7 @@ struct HfConfigExtra {
 /// Fails with [`Error::Io`] / [`Error::Json`] for unreadable files, [`Error::Candle`] for
 /// invalid safetensors, [`Error::Unsupported`] for another architecture,
 /// [`Error::MissingTensor`] / [`Error::UnexpectedTensor`] / [`Error::ShapeMismatch`] for
-/// weights that do not match `config.json`, and [`Error::Token`] when a special token
+/// weights that do not match `config.json`, and [`Error::SpecialToken`] when a special token
 /// cannot be found.
 pub fn load_hf_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
     let dir = dir.as_ref();
@@ -744,14 +627,6 @@ pub fn load_hf_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
     })
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: path.to_owned(),
-        source,
-    })
-}
-
 fn read_json_opt<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     if path.is_file() {
         read_json(path).map(Some)
@@ -878,7 +753,7 @@ impl Vocabulary {
             .into_iter()
             .find(|(_, i)| *i == id)
             .map(|(code, _)| code)
-            .ok_or_else(|| Error::Token {
+            .ok_or_else(|| Error::SpecialToken {
                 dir: dir.to_owned(),
                 token: format!("language id {id}"),
                 reason: "not a language token in the vocabulary".into(),
@@ -886,7 +761,7 @@ impl Vocabulary {
     }
 
     fn resolve(&self, dir: &Path, dims: &WhisperDims, x: Explicit) -> Result<WhisperTokens> {
-        let missing = |token: &str| Error::Token {
+        let missing = |token: &str| Error::SpecialToken {
             dir: dir.to_owned(),
             token: token.to_owned(),
             reason: if self.files.is_empty() {
@@ -932,7 +807,7 @@ impl Vocabulary {
             begin_suppress_tokens: x.begin_suppress_tokens.unwrap_or_default(),
             alignment_heads,
         };
-        check_tokens(&tokens, dims).map_err(|(token, reason)| Error::Token {
+        check_tokens(&tokens, dims).map_err(|(token, reason)| Error::SpecialToken {
             dir: dir.to_owned(),
             token,
             reason,

@@ -55,7 +55,7 @@
 //! 95.0 → 29.1 MB, decoder 195.7 → 156.6 MB, of which the f32 table is 106 MB); the int8
 //! head is still the one that pays at run time, being the largest product of a step.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType as CandleDType, Device, Tensor as CandleTensor};
 use half::f16;
@@ -64,6 +64,7 @@ use hearken::model::contract::{Contract, FeatureSpec, Head, ModelType};
 
 use super::{WhisperCheckpoint, WhisperDims};
 use crate::dims;
+use crate::error::{Error, Result, candle_err, runtime_err};
 use crate::onnx::{Conv1d, GraphBuilder, Int8Weight, store_int8_weight};
 
 /// Sample rate of Whisper's features, in Hz.
@@ -79,88 +80,6 @@ pub const N_FRAMES: usize = CHUNK_LENGTH_S as usize * SAMPLE_RATE_HZ as usize / 
 
 /// Epsilon of every Whisper LayerNorm (PyTorch's default).
 const LAYER_NORM_EPS: f32 = 1e-5;
-
-/// `Result` with this module's [`Error`] as the default error type.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Everything that can go wrong while exporting a Whisper checkpoint to ONNX or checking
-/// the export.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The requested precision has no exporter (every [`Precision`] has one today; kept so
-    /// that adding a precision does not break callers matching on this error).
-    #[error("Whisper ONNX export in {precision:?} is not implemented")]
-    PrecisionNotImplemented {
-        /// The precision asked for.
-        precision: Precision,
-    },
-
-    /// The checkpoint is inconsistent (a tensor missing or of the wrong shape), or the
-    /// candle reference failed.
-    #[error(transparent)]
-    Checkpoint(#[from] super::import::Error),
-
-    /// The checkpoint has dimensions the exported layout cannot express.
-    #[error("cannot export this Whisper checkpoint: {reason}")]
-    Unsupported {
-        /// What is wrong.
-        reason: String,
-    },
-
-    /// A candle op on the weights failed (transposing, concatenating, scaling).
-    #[error("{what}: {source}")]
-    Candle {
-        /// What was being done.
-        what: String,
-        /// candle's error.
-        source: candle_core::Error,
-    },
-
-    /// The ONNX writer rejected a graph.
-    #[error(transparent)]
-    Onnx(#[from] crate::onnx::Error),
-
-    /// A hearken tensor could not be built, or an engine failed to load or run an exported
-    /// graph.
-    #[error("{what}: {source}")]
-    Runtime {
-        /// What was being done.
-        what: String,
-        /// hearken's error.
-        source: hearken::Error,
-    },
-
-    /// An input to [`parity`] has the wrong size.
-    #[error("invalid {what}: expected {expected}, got {got}")]
-    InvalidInput {
-        /// What was checked.
-        what: String,
-        /// What was expected.
-        expected: String,
-        /// What was found.
-        got: String,
-    },
-
-    /// Writing a model file failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-}
-
-fn candle_err(what: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Candle { what, source }
-}
-
-fn runtime_err(what: impl Into<String>) -> impl FnOnce(hearken::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Runtime { what, source }
-}
 
 /// Element type of the exported weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -195,9 +114,10 @@ pub struct WhisperOnnx {
 /// documentation for their inputs and outputs), with the model contract in their
 /// metadata.
 ///
-/// Fails with [`Error::Checkpoint`] when a tensor is missing or misshapen,
-/// [`Error::Unsupported`] when `n_audio_ctx` is not half of [`N_FRAMES`] or `d_model` does
-/// not divide into the heads, and [`Error::Onnx`] when an int8 weight holds a NaN or an
+/// Fails with [`Error::MissingTensor`] / [`Error::ShapeMismatch`] /
+/// [`Error::UnexpectedTensor`] when a tensor is missing, misshapen or extra,
+/// [`Error::CannotExport`] when `n_audio_ctx` is not half of [`N_FRAMES`] or `d_model` does
+/// not divide into the heads, and [`Error::InvalidTensor`] when an int8 weight holds a NaN or an
 /// infinity.
 pub fn export(ckpt: &WhisperCheckpoint, precision: Precision) -> Result<WhisperOnnx> {
     super::import::validate(ckpt)?;
@@ -291,8 +211,8 @@ pub fn onnx_logits(
 /// n_text_ctx ids, decoded in one call from an empty cache. Compares all
 /// (n_tokens, n_vocab) logits.
 ///
-/// Fails with [`Error::InvalidInput`] for a mel of the wrong size, [`Error::Checkpoint`]
-/// when the reference rejects the tokens, and [`Error::Runtime`] when an engine cannot
+/// Fails with [`Error::InvalidInput`] for a mel of the wrong size or tokens the reference
+/// rejects, and [`Error::Runtime`] when an engine cannot
 /// load or run a graph.
 pub fn parity(
     ckpt: &WhisperCheckpoint,
@@ -384,7 +304,8 @@ fn write_metadata(b: &mut GraphBuilder, ckpt: &WhisperCheckpoint, model_type: Mo
 
 fn check_dims(d: &WhisperDims) -> Result<()> {
     if 2 * d.max_source_positions != N_FRAMES {
-        return Err(Error::Unsupported {
+        return Err(Error::CannotExport {
+            architecture: "Whisper".into(),
             reason: format!(
                 "n_audio_ctx is {}, but a {CHUNK_LENGTH_S} s window of {N_FRAMES} mel frames \
                  gives {} encoder positions",
@@ -398,7 +319,8 @@ fn check_dims(d: &WhisperDims) -> Result<()> {
         ("n_text_head", d.decoder_attention_heads),
     ] {
         if heads == 0 || !d.d_model.is_multiple_of(heads) {
-            return Err(Error::Unsupported {
+            return Err(Error::CannotExport {
+                architecture: "Whisper".into(),
                 reason: format!(
                     "d_model {} does not split into {what} = {heads} heads",
                     d.d_model
@@ -430,9 +352,7 @@ impl Weights<'_> {
             .tensors
             .get(&name)
             .cloned()
-            .ok_or(Error::Checkpoint(super::import::Error::MissingTensor {
-                name,
-            }))
+            .ok_or(Error::MissingTensor { name })
     }
 
     /// Stores `t` as initializer `name`; returns the name to read it by.
@@ -488,7 +408,7 @@ impl Weights<'_> {
             .and_then(|t| t.to_dtype(CandleDType::F32))
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(candle_err(what))?;
-        Ok(store_int8_weight(b, name, &data, d_in, d_out)?)
+        store_int8_weight(b, name, &data, d_in, d_out)
     }
 
     /// The input-major `(d_in, Σ d_out)` weight and `(Σ d_out)` bias of the linear layers
