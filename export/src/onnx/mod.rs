@@ -21,6 +21,7 @@
 
 mod attr;
 mod builder;
+pub mod layers;
 mod ops;
 pub mod quant;
 mod tensor;
@@ -30,6 +31,7 @@ pub use builder::{
     DEFAULT_OPSET, GraphBuilder, MAX_OPSET, MIN_OPSET, PRODUCER_NAME, ir_version_for_opset,
 };
 pub use hearken::engine::{DType, Dim};
+pub use layers::{Linear, Matrix, Precision};
 pub use ops::Conv1d;
 pub use quant::{Int8Weight, quantize_per_column, store_int8_weight};
 pub use tensor::{IntoDim, tensor_from_proto, tensor_proto, value_info};

@@ -68,17 +68,17 @@
 
 use std::path::Path;
 
-use candle_core::{DType as CandleDType, Tensor as CandleTensor};
-use half::f16;
+use candle_core::Tensor as CandleTensor;
 use hearken::engine::{DType, Engine, Tensor};
 use hearken::model::contract::{self, Contract, FeatureSpec, ModelType};
 
-pub use crate::whisper::onnx::Precision;
+pub use crate::onnx::Precision;
 
 use super::{Head, Wav2Vec2Checkpoint, Wav2Vec2Config};
 use crate::dims;
 use crate::error::{Error, Result, candle_err, runtime_err};
-use crate::onnx::{Attr, Conv1d, GraphBuilder, Int8Weight, store_int8_weight};
+use crate::onnx::layers::{Linear, affine, store_linear, store_tensor};
+use crate::onnx::{Attr, Conv1d, GraphBuilder};
 
 /// Sample rate of every Wav2Vec2 / HuBERT checkpoint, in Hz.
 pub const SAMPLE_RATE_HZ: u32 = 16_000;
@@ -248,31 +248,9 @@ impl Weights<'_> {
         Ok(t.clone())
     }
 
-    /// Stores `t` as initializer `name`; returns the name to read it by.
+    /// Stores `t` as initializer `name` (see [`store_tensor`]).
     fn store(&self, b: &mut GraphBuilder, name: &str, t: &CandleTensor) -> Result<String> {
-        let what = format!("converting `{name}`");
-        let data = t
-            .flatten_all()
-            .and_then(|t| t.to_dtype(CandleDType::F32))
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(candle_err(what.clone()))?;
-        // Matrices and kernels are nearly all of the bytes; vectors (biases, norm gains,
-        // layer weights) stay f32, where f16 would save nothing. Both engines fold the
-        // `Cast` of a constant at load time, so compute stays f32.
-        if self.precision == Precision::F16 && t.rank() >= 2 {
-            let data = data.into_iter().map(f16::from_f32).collect();
-            let t = Tensor::from_f16(t.dims(), data).map_err(runtime_err(what))?;
-            let stored = b.initializer(&format!("{name}.f16"), &t);
-            b.node(
-                "Cast",
-                &[&stored],
-                &[name],
-                [("to", i64::from(DType::F32.onnx_code()).into())],
-            );
-            return Ok(name.to_owned());
-        }
-        let t = Tensor::from_f32(t.dims(), data).map_err(runtime_err(what))?;
-        Ok(b.initializer(name, &t))
+        store_tensor(b, name, t, self.precision)
     }
 
     /// Stores checkpoint tensor `name` unchanged, after checking its shape.
@@ -289,29 +267,10 @@ impl Weights<'_> {
         ))
     }
 
-    /// Stores the input-major `(d_in, d_out)` weight `w` of a Linear layer as `name`: as
-    /// [`store`](Self::store) does, or quantized to int8 per output column (see
-    /// [`store_int8_weight`]).
-    fn store_matrix(&self, b: &mut GraphBuilder, name: &str, w: &CandleTensor) -> Result<Matrix> {
-        if self.precision != Precision::Int8 {
-            return Ok(Matrix::Float(self.store(b, name, w)?));
-        }
-        let what = format!("quantizing `{name}`");
-        let (d_in, d_out) = w.dims2().map_err(candle_err(what.clone()))?;
-        let data = w
-            .flatten_all()
-            .and_then(|t| t.to_dtype(CandleDType::F32))
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(candle_err(what))?;
-        Ok(Matrix::Int8(store_int8_weight(
-            b, name, &data, d_in, d_out,
-        )?))
-    }
-
     /// The linear layers `prefixes`, all `d_in -> d_out` and applied to the same input,
     /// as one input-major `(d_in, n * d_out)` weight and `(n * d_out)` bias, the first
-    /// one's scaled by `first_scale`. Stored as `{name}.weight` (see
-    /// [`store_matrix`](Self::store_matrix)) and `{name}.bias`.
+    /// one's scaled by `first_scale`. Stored as `{name}.weight` and `{name}.bias` (see
+    /// [`store_linear`]).
     fn fused_linear(
         &self,
         b: &mut GraphBuilder,
@@ -341,10 +300,7 @@ impl Weights<'_> {
         }
         let w = CandleTensor::cat(&weights, 1).map_err(candle_err(what.clone()))?;
         let bias = CandleTensor::cat(&biases, 0).map_err(candle_err(what))?;
-        Ok(Linear {
-            weight: self.store_matrix(b, &format!("{name}.weight"), &w)?,
-            bias: self.store(b, &format!("{name}.bias"), &bias)?,
-        })
+        store_linear(b, name, &w, &bias, self.precision)
     }
 
     /// The linear layer `prefix`, `d_in -> d_out`, input-major.
@@ -353,32 +309,8 @@ impl Weights<'_> {
     }
 }
 
-/// A Linear layer's stored weight: `(d_in, d_out)`, input-major.
-enum Matrix {
-    /// f32, or f16 cast to f32 when loaded: an initializer (or `Cast` output) name.
-    Float(String),
-    /// int8 per output column, for [`GraphBuilder::matmul_int8`].
-    Int8(Int8Weight),
-}
-
-/// A stored Linear layer: `(d_in, d_out)` weight and `(d_out)` f32 bias.
-struct Linear {
-    weight: Matrix,
-    bias: String,
-}
-
 // ---------------------------------------------------------------------------------------
 // Graph pieces
-
-/// `x (..., d_in) @ w (d_in, d_out) + bias`, the product in integers for an int8 `w`
-/// (the bias `Add` second, as ONNX Runtime's fusion expects).
-fn affine(b: &mut GraphBuilder, x: &str, lin: &Linear) -> String {
-    let y = match &lin.weight {
-        Matrix::Float(w) => b.matmul(x, w),
-        Matrix::Int8(w) => b.matmul_int8(x, w),
-    };
-    b.add(&y, &lin.bias)
-}
 
 /// `ReduceSum` over `axes` (an input since opset 13).
 fn reduce_sum(b: &mut GraphBuilder, x: &str, axes: &[i64], keepdims: bool) -> String {

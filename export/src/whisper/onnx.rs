@@ -58,14 +58,15 @@
 use std::path::Path;
 
 use candle_core::{DType as CandleDType, Device, Tensor as CandleTensor};
-use half::f16;
 use hearken::engine::{DType, Engine, EngineKind, Tensor, TractOptions};
 use hearken::model::contract::{Contract, FeatureSpec, Head, ModelType};
 
 use super::{WhisperCheckpoint, WhisperDims};
 use crate::dims;
 use crate::error::{Error, Result, candle_err, runtime_err};
-use crate::onnx::{Conv1d, GraphBuilder, Int8Weight, store_int8_weight};
+pub use crate::onnx::Precision;
+use crate::onnx::layers::{Linear, affine, store_int8_matrix, store_linear, store_tensor};
+use crate::onnx::{Conv1d, GraphBuilder, Int8Weight};
 
 /// Sample rate of Whisper's features, in Hz.
 pub const SAMPLE_RATE_HZ: u32 = 16_000;
@@ -80,26 +81,6 @@ pub const N_FRAMES: usize = CHUNK_LENGTH_S as usize * SAMPLE_RATE_HZ as usize / 
 
 /// Epsilon of every Whisper LayerNorm (PyTorch's default).
 const LAYER_NORM_EPS: f32 = 1e-5;
-
-/// Element type of the exported weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Precision {
-    /// Everything in f32, as trained.
-    #[default]
-    F32,
-    /// Weight matrices stored in f16 (half the file), cast to f32 when the model is
-    /// loaded, so compute and activations stay f32; vectors stay f32.
-    F16,
-    /// Projection weights in int8, per output column and symmetric, with activations
-    /// quantized to u8 per tensor at run time (`DynamicQuantizeLinear` → `MatMulInteger`,
-    /// ONNX Runtime's `quantize_dynamic` scheme): about a quarter of the projections'
-    /// bytes and integer products; convolutions, embeddings and vectors stay f32. Logits
-    /// move far past f32's 1e-3 (whisper-base: up to 12% of their range on a prompt,
-    /// mostly as per-row offsets that leave the arg-max alone), so judge it by the tokens
-    /// and by the WER on a test set.
-    Int8,
-}
 
 /// The two exported graphs, serialized ONNX models.
 #[derive(Debug, Clone)]
@@ -355,32 +336,9 @@ impl Weights<'_> {
             .ok_or(Error::MissingTensor { name })
     }
 
-    /// Stores `t` as initializer `name`; returns the name to read it by.
+    /// Stores `t` as initializer `name` (see [`store_tensor`]).
     fn store(&self, b: &mut GraphBuilder, name: &str, t: &CandleTensor) -> Result<String> {
-        let what = format!("converting `{name}`");
-        let data = t
-            .flatten_all()
-            .and_then(|t| t.to_dtype(CandleDType::F32))
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(candle_err(what.clone()))?;
-        // Matrices (projections, embeddings, convolution kernels) are nearly all of the
-        // bytes; vectors (biases, LayerNorm gains) stay f32, where f16 rounding would buy
-        // nothing. The `Cast` reads a constant, so both engines fold it when they load the
-        // model: compute stays f32, only the file shrinks.
-        if self.precision == Precision::F16 && t.rank() >= 2 {
-            let data = data.into_iter().map(f16::from_f32).collect();
-            let t = Tensor::from_f16(t.dims(), data).map_err(runtime_err(what))?;
-            let stored = b.initializer(&format!("{name}.f16"), &t);
-            b.node(
-                "Cast",
-                &[&stored],
-                &[name],
-                [("to", i64::from(DType::F32.onnx_code()).into())],
-            );
-            return Ok(name.to_owned());
-        }
-        let t = Tensor::from_f32(t.dims(), data).map_err(runtime_err(what))?;
-        Ok(b.initializer(name, &t))
+        store_tensor(b, name, t, self.precision)
     }
 
     /// Stores checkpoint tensor `hf` unchanged, as initializer `hf`.
@@ -389,34 +347,11 @@ impl Weights<'_> {
         self.store(b, hf, &t)
     }
 
-    /// Stores the input-major `(d_in, d_out)` weight `w` of a projection as `name`: as
-    /// [`store`](Self::store) does, or quantized to int8 per output column.
-    fn store_matrix(&self, b: &mut GraphBuilder, name: &str, w: &CandleTensor) -> Result<Matrix> {
-        Ok(match self.precision {
-            Precision::Int8 => Matrix::Int8(self.store_int8(b, name, w)?),
-            _ => Matrix::Float(self.store(b, name, w)?),
-        })
-    }
-
-    /// Stores the `(d_in, d_out)` matrix `w` quantized per column (see
-    /// [`store_int8_weight`]).
-    fn store_int8(&self, b: &mut GraphBuilder, name: &str, w: &CandleTensor) -> Result<Int8Weight> {
-        let what = format!("quantizing `{name}`");
-        let (d_in, d_out) = w.dims2().map_err(candle_err(what.clone()))?;
-        let data = w
-            .flatten_all()
-            .and_then(|t| t.to_dtype(CandleDType::F32))
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(candle_err(what))?;
-        store_int8_weight(b, name, &data, d_in, d_out)
-    }
-
     /// The input-major `(d_in, Σ d_out)` weight and `(Σ d_out)` bias of the linear layers
     /// `projs` (Hugging Face prefixes, e.g. `decoder.layers.0.self_attn.q_proj`) applied
     /// to the same input and concatenated along the output: each is `(scale, prefix)`,
     /// its weight and bias multiplied by `scale`, a missing bias (k_proj) taken as zeros.
-    /// Stored as `{name}.weight` (see [`store_matrix`](Self::store_matrix)) and
-    /// `{name}.bias`.
+    /// Stored as `{name}.weight` and `{name}.bias` (see [`store_linear`]).
     fn fused_linear(
         &self,
         b: &mut GraphBuilder,
@@ -454,10 +389,7 @@ impl Weights<'_> {
         }
         let w = CandleTensor::cat(&weights, 1).map_err(candle_err(what.clone()))?;
         let bias = CandleTensor::cat(&biases, 0).map_err(candle_err(what))?;
-        Ok(Linear {
-            weight: self.store_matrix(b, &format!("{name}.weight"), &w)?,
-            bias: self.store(b, &format!("{name}.bias"), &bias)?,
-        })
+        store_linear(b, name, &w, &bias, self.precision)
     }
 
     /// [`fused_linear`](Self::fused_linear) of the single layer `prefix`.
@@ -472,7 +404,7 @@ impl Weights<'_> {
         let name = "decoder.embed_tokens.weight";
         let what = format!("transposing `{name}`");
         let w = self.get(name)?.t().map_err(candle_err(what))?;
-        self.store_int8(b, &format!("{name}.t"), &w)
+        store_int8_matrix(b, &format!("{name}.t"), &w)
     }
 
     /// The weights of the self-attention block `attn` (e.g. `encoder.layers.0.self_attn`):
@@ -507,36 +439,8 @@ impl Weights<'_> {
     }
 }
 
-/// A projection's stored weight: `(d_in, d_out)`, input-major.
-enum Matrix {
-    /// f32, or f16 cast to f32 when loaded: an initializer (or `Cast` output) name.
-    Float(String),
-    /// int8 per output column, for [`GraphBuilder::matmul_int8`].
-    Int8(Int8Weight),
-}
-
-/// A stored linear layer: `(d_in, d_out)` weight and `(d_out)` f32 bias.
-struct Linear {
-    weight: Matrix,
-    bias: String,
-}
-
 // ---------------------------------------------------------------------------------------
 // Graph pieces
-
-/// `x (..., d_in) @ w (d_in, d_out)`, in integers for an int8 `w`.
-fn project(b: &mut GraphBuilder, x: &str, w: &Matrix) -> String {
-    match w {
-        Matrix::Float(w) => b.matmul(x, w),
-        Matrix::Int8(w) => b.matmul_int8(x, w),
-    }
-}
-
-/// `x (..., d_in) @ w (d_in, d_out) + bias`.
-fn affine(b: &mut GraphBuilder, x: &str, lin: &Linear) -> String {
-    let y = project(b, x, &lin.weight);
-    b.add(&y, &lin.bias)
-}
 
 /// [`GraphBuilder::split`] into a fixed number of pieces, as an array.
 fn split<const N: usize>(b: &mut GraphBuilder, x: &str, sizes: [i64; N], axis: i64) -> [String; N] {
