@@ -11,6 +11,7 @@
 
 pub mod ct2;
 pub mod error;
+pub mod hf;
 pub mod onnx;
 pub mod wav2vec2;
 pub mod whisper;

@@ -157,6 +157,40 @@ fn hf_round_trip_is_exact() {
 }
 
 #[test]
+fn hf_sharded_round_trip_is_exact() {
+    // `save_pretrained` past `max_shard_size`: the weights split over two files, found
+    // through `model.safetensors.index.json`.
+    let ckpt = tiny_random(17, 80, true);
+    let dir = tempfile::tempdir().unwrap();
+    save_hf_dir(&ckpt, dir.path()).unwrap();
+    let single = dir.path().join("model.safetensors");
+    let tensors = candle_core::safetensors::load(&single, &candle_core::Device::Cpu).unwrap();
+    std::fs::remove_file(&single).unwrap();
+    let (encoder, decoder): (HashMap<_, _>, HashMap<_, _>) = tensors
+        .into_iter()
+        .partition(|(name, _)| name.starts_with("model.encoder."));
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", &encoder),
+        ("model-00002-of-00002.safetensors", &decoder),
+    ] {
+        assert!(!part.is_empty());
+        candle_core::safetensors::save(part, dir.path().join(file)).unwrap();
+        for name in part.keys() {
+            weight_map.insert(name.clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    assert_same(&ckpt, &load_hf_dir(dir.path()).unwrap(), 0.0);
+    assert_same(&ckpt, &load_dir(dir.path()).unwrap(), 0.0);
+}
+
+#[test]
 fn hf_import_without_generation_config_uses_names_and_defaults() {
     let ckpt = tiny_random(12, 80, true);
     let dir = tempfile::tempdir().unwrap();

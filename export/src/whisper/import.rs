@@ -25,6 +25,7 @@ use hearken::model::whisper::{HfGenerationConfig, first_token_id};
 use super::{WhisperCheckpoint, WhisperDims, WhisperTokens};
 use crate::ct2::Ct2Model;
 use crate::error::{Error, Result, candle_err, io_err, read_json};
+use crate::hf;
 
 /// Size of OpenAI's English-only vocabulary. It lists language tokens that the `.en`
 /// models were never trained with; OpenAI's own test is `n_vocab >= 51865`
@@ -255,7 +256,8 @@ pub fn ct2_layout(n_encoder_layers: usize, n_decoder_layers: usize) -> Vec<Ct2Va
 }
 
 /// Imports whatever Whisper checkpoint `dir` holds: CTranslate2 if it has `model.bin`,
-/// Hugging Face if it has `model.safetensors` (or a sharded index).
+/// Hugging Face if it has weights [`hf::WeightFiles::find`] recognizes
+/// (`model.safetensors`, a sharded index, or `pytorch_model.bin`).
 ///
 /// Fails with [`Error::UnknownLayout`] when it has neither, and as [`load_ct2_dir`] or
 /// [`load_hf_dir`] otherwise.
@@ -263,26 +265,21 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
     let dir = dir.as_ref();
     if dir.join("model.bin").is_file() {
         load_ct2_dir(dir)
-    } else if dir.join("model.safetensors").is_file()
-        || dir.join("model.safetensors.index.json").is_file()
-    {
+    } else if hf::WeightFiles::find(dir)?.is_some() {
         load_hf_dir(dir)
     } else {
-        let hint = if dir.join("pytorch_model.bin").is_file() {
-            "; found `pytorch_model.bin`: convert it to safetensors first (transformers' \
-             `save_pretrained(..., safe_serialization=True)`)"
-        } else if !dir.is_dir() {
-            "; it is not a directory"
-        } else {
-            ""
-        };
         Err(Error::UnknownLayout {
             dir: dir.to_owned(),
             what: "Whisper checkpoint".into(),
-            expected: "`model.bin` from CTranslate2, or `config.json` with \
-                       `model.safetensors` from Hugging Face"
-                .into(),
-            hint: hint.into(),
+            expected: format!(
+                "`model.bin` from CTranslate2, or `config.json` with {} from Hugging Face",
+                hf::safetensors::WEIGHT_FILE_NAMES
+            ),
+            hint: if dir.is_dir() {
+                String::new()
+            } else {
+                "; it is not a directory".into()
+            },
         })
     }
 }
@@ -481,14 +478,16 @@ struct HfConfigExtra {
     eos_token_id: Option<Value>,
 }
 
-/// Imports a Hugging Face Whisper directory: `config.json`, `model.safetensors` (or
-/// `model.safetensors.index.json` and its shards), and for the special tokens
+/// Imports a Hugging Face Whisper directory: `config.json`, the weights (read by
+/// [`hf::load_dir`]: `model.safetensors`, `model.safetensors.index.json` and its shards,
+/// or `pytorch_model.bin`), and for the special tokens
 /// `generation_config.json` plus `tokenizer.json`, `added_tokens.json` or `vocab.json`.
 /// Weights in any float dtype are converted to `f32`; `proj_out.weight`, if stored, must
 /// equal the token embedding.
 ///
-/// Fails with [`Error::Io`] / [`Error::Json`] for unreadable files, [`Error::Candle`] for
-/// invalid safetensors, [`Error::Unsupported`] for another architecture,
+/// Fails with [`Error::Io`] / [`Error::Json`] for unreadable files, [`Error::UnknownLayout`]
+/// when there are no weights, [`Error::Candle`] for invalid weight files,
+/// [`Error::Unsupported`] for another architecture,
 /// [`Error::MissingTensor`] / [`Error::UnexpectedTensor`] / [`Error::ShapeMismatch`] for
 /// weights that do not match `config.json`, and [`Error::SpecialToken`] when a special token
 /// cannot be found.
@@ -524,40 +523,19 @@ pub fn load_hf_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
         )));
     }
 
-    let device = Device::Cpu;
-    let mut files = vec![dir.join("model.safetensors")];
-    let index_path = dir.join("model.safetensors.index.json");
-    if !files[0].is_file() && index_path.is_file() {
-        #[derive(Deserialize)]
-        struct Index {
-            weight_map: BTreeMap<String, String>,
-        }
-        let index: Index = read_json(&index_path)?;
-        let shards: BTreeSet<String> = index.weight_map.into_values().collect();
-        files = shards.into_iter().map(|s| dir.join(s)).collect();
-    }
     let mut tensors = BTreeMap::new();
     let mut proj_out = None;
-    for file in &files {
-        let bytes = std::fs::read(file).map_err(io_err(file))?;
-        let loaded = candle_core::safetensors::load_buffer(&bytes, &device)
-            .map_err(candle_err(format!("reading {}", file.display())))?;
-        drop(bytes);
-        for (name, t) in loaded {
-            let t = t
-                .to_dtype(DType::F32)
-                .map_err(candle_err(format!("converting `{name}` to f32")))?;
-            // `WhisperModel` checkpoints have no `model.` prefix.
-            let name = if name.starts_with("encoder.") || name.starts_with("decoder.") {
-                format!("model.{name}")
-            } else {
-                name
-            };
-            if name == "proj_out.weight" {
-                proj_out = Some(t);
-            } else {
-                tensors.insert(name, t);
-            }
+    for (name, t) in hf::load_dir(dir, DType::F32, &Device::Cpu)? {
+        // `WhisperModel` checkpoints have no `model.` prefix.
+        let name = if name.starts_with("encoder.") || name.starts_with("decoder.") {
+            format!("model.{name}")
+        } else {
+            name
+        };
+        if name == "proj_out.weight" {
+            proj_out = Some(t);
+        } else {
+            tensors.insert(name, t);
         }
     }
     if let (Some(proj), Some(embed)) = (&proj_out, tensors.get("model.decoder.embed_tokens.weight"))
