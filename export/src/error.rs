@@ -368,10 +368,15 @@ pub enum Error {
 
     /// A verification gate measured an export and found it wanting: logits too far from
     /// the reference, greedy tokens or labels changed, or the WER raised too much.
-    #[error("{gate} gate failed: {reason}")]
+    #[error(
+        "{gate} gate failed{}: {reason}",
+        engine.as_ref().map(|e| format!(" on {e}")).unwrap_or_default()
+    )]
     GateFailed {
         /// The gate (`"parity"`, `"int8 parity"`, `"int8 WER"`).
         gate: String,
+        /// The engine the export failed on, when the gate runs each engine on its own.
+        engine: Option<String>,
         /// What was measured against what was allowed.
         reason: String,
     },

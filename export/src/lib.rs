@@ -5,7 +5,18 @@
 //! so that exports can be verified by the very engines that will run them, while an edge
 //! build of `hearken` compiles none of this.
 //!
-//! - [`onnx`]: an ONNX graph builder and writer, the layer every exporter emits through.
+//! - [`error`]: the crate's one [`Error`], which every module returns.
+//! - [`hf`]: Hugging Face checkpoint directories (weights in every `save_pretrained`
+//!   layout).
+//! - [`ct2`]: CTranslate2's `model.bin` (faster-whisper's format).
+//! - [`whisper`]: Whisper import (Hugging Face, CTranslate2), the candle reference, and
+//!   ONNX export in hearken's encoder/decoder layout.
+//! - [`wav2vec2`]: Wav2Vec2 and HuBERT (CTC and classification heads): import, a candle
+//!   model, and ONNX export.
+//! - [`onnx`]: an ONNX graph builder and writer, the layer every exporter emits through,
+//!   with the weight storage (f32, f16, int8) all exporters share.
+//! - [`verify`]: the gates an export must pass (parity with the candle model and between
+//!   engines, int8 decisions, int8 WER), used by `convert` and after training.
 #![warn(missing_docs, clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -13,6 +24,7 @@ pub mod ct2;
 pub mod error;
 pub mod hf;
 pub mod onnx;
+pub mod verify;
 pub mod wav2vec2;
 pub mod whisper;
 

@@ -58,12 +58,12 @@
 use std::path::Path;
 
 use candle_core::{DType as CandleDType, Device, Tensor as CandleTensor};
-use hearken::engine::{DType, Engine, EngineKind, Tensor, TractOptions};
+use hearken::engine::{DType, Engine, Tensor};
 use hearken::model::contract::{Contract, FeatureSpec, Head, ModelType};
 
 use super::{WhisperCheckpoint, WhisperDims};
 use crate::dims;
-use crate::error::{Error, Result, candle_err, runtime_err};
+use crate::error::{Error, Result, candle_err, io_err, runtime_err};
 pub use crate::onnx::Precision;
 use crate::onnx::layers::{Linear, affine, store_int8_matrix, store_linear, store_tensor};
 use crate::onnx::{Conv1d, GraphBuilder, Int8Weight};
@@ -115,7 +115,7 @@ pub fn export(ckpt: &WhisperCheckpoint, precision: Precision) -> Result<WhisperO
 }
 
 /// [`export`]s `ckpt` and writes `encoder.onnx` and `decoder.onnx` into `dir` (created if
-/// needed). Tokenizer files are the caller's to copy.
+/// needed). Tokenizer files are the caller's to copy (see [`write_model_dir`]).
 ///
 /// Fails as [`export`] does, or with [`Error::Io`] when a file cannot be written.
 pub fn write_dir(
@@ -123,18 +123,42 @@ pub fn write_dir(
     dir: impl AsRef<Path>,
     precision: Precision,
 ) -> Result<()> {
-    let dir = dir.as_ref();
-    let onnx = export(ckpt, precision)?;
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
+    write_graphs(&export(ckpt, precision)?, dir.as_ref())
+}
+
+/// The files of a checkpoint directory that the runtime reads beside the graphs: the
+/// tokenizer (`tokenizer.json`, or CTranslate2's `vocabulary.txt`) and the feature
+/// extractor's settings.
+pub const TOKENIZER_FILES: [&str; 3] = [
+    "tokenizer.json",
+    "vocabulary.txt",
+    "preprocessor_config.json",
+];
+
+/// Writes a hearken Whisper model directory `dir` (created if needed): `onnx`'s two
+/// graphs, and those of [`TOKENIZER_FILES`] that the checkpoint directory `src` has.
+///
+/// Fails with [`Error::Io`] when a file cannot be written or copied.
+pub fn write_model_dir(onnx: &WhisperOnnx, src: &Path, dir: &Path) -> Result<()> {
+    write_graphs(onnx, dir)?;
+    for name in TOKENIZER_FILES {
+        let from = src.join(name);
+        if from.is_file() {
+            std::fs::copy(&from, dir.join(name)).map_err(io_err(&from))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `encoder.onnx` and `decoder.onnx` into `dir`, created if needed.
+fn write_graphs(onnx: &WhisperOnnx, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     for (name, bytes) in [
         ("encoder.onnx", &onnx.encoder),
         ("decoder.onnx", &onnx.decoder),
     ] {
         let path = dir.join(name);
-        std::fs::write(&path, bytes).map_err(|source| Error::Io { path, source })?;
+        std::fs::write(&path, bytes).map_err(io_err(&path))?;
     }
     Ok(())
 }
@@ -182,54 +206,6 @@ pub fn onnx_logits(
         ])
         .map_err(runtime_err("running decoder.onnx"))?;
     Ok(out.first().map(Tensor::to_f32_vec).unwrap_or_default())
-}
-
-/// The export parity gate: the largest absolute difference between the exported graphs'
-/// logits (run by tract, the engine every build has) and the candle
-/// [`Reference`](super::Reference)'s, for one window.
-///
-/// `mel`: (n_mels, 3000) row-major log-mel features; `tokens`: a prompt of 1 to
-/// n_text_ctx ids, decoded in one call from an empty cache. Compares all
-/// (n_tokens, n_vocab) logits.
-///
-/// Fails with [`Error::InvalidInput`] for a mel of the wrong size or tokens the reference
-/// rejects, and [`Error::Runtime`] when an engine cannot
-/// load or run a graph.
-pub fn parity(
-    ckpt: &WhisperCheckpoint,
-    onnx: &WhisperOnnx,
-    mel: &[f32],
-    tokens: &[u32],
-) -> Result<f32> {
-    let d = &ckpt.dims;
-    let n_mels = d.num_mel_bins;
-    if mel.len() != n_mels * N_FRAMES {
-        return Err(Error::InvalidInput {
-            what: "mel".into(),
-            expected: format!(
-                "(n_mels = {n_mels}, {N_FRAMES}) = {} values",
-                n_mels * N_FRAMES
-            ),
-            got: format!("{} values", mel.len()),
-        });
-    }
-    let want = super::Reference::new(ckpt)?.logits(mel, tokens)?;
-    let engine = EngineKind::Tract(TractOptions::default())
-        .build()
-        .map_err(runtime_err("building the tract engine"))?;
-    let got = onnx_logits(engine.as_ref(), ckpt, onnx, mel, tokens)?;
-    if got.len() != want.len() {
-        return Err(Error::InvalidInput {
-            what: "decoder.onnx logits".into(),
-            expected: format!("{} values", want.len()),
-            got: format!("{} values", got.len()),
-        });
-    }
-    Ok(got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max))
 }
 
 /// The `hearken.whisper` metadata object: the dimensions under OpenAI's names
