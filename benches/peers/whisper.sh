@@ -40,7 +40,9 @@ fi
 # hearken's int8 export (MatMul weights per channel, dynamic activations), made once.
 if [ ! -f models/whisper-base-int8/decoder.onnx ]; then
   cargo run --release --quiet -p hearken-export -- convert models/ct2/whisper-base \
-    --out models/whisper-base-int8 --precision int8 >&2
+    --out models/whisper-base-int8 --precision int8 \
+    --parity-audio models/assets/beckett.wav \
+    --wer-manifest tests/fixtures/speech/manifest.jsonl >&2
 fi
 [ ${#audio[@]} -gt 0 ] || audio=(models/assets/beckett.wav tests/fixtures/speech/longform.ogg)
 exec .venv/bin/python benches/peers/whisper_compare.py \

@@ -34,123 +34,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// `Result` with the CTranslate2 reader's [`Error`] as the default error type.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+use crate::error::{Error, Result, io_err};
 
 /// Binary versions whose layout this reader understands.
 pub const SUPPORTED_VERSIONS: std::ops::RangeInclusive<u32> = 4..=6;
-
-/// Everything that can go wrong while reading a CTranslate2 model.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The file could not be read.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-
-    /// The file ends before a field it announces (a partial download, or a split model
-    /// whose parts were not all concatenated).
-    #[error(
-        "{}: truncated CTranslate2 model: {what} needs {needed} bytes at byte {offset}, \
-         but the file has {len} bytes",
-        path.display()
-    )]
-    Truncated {
-        /// The file (`<memory>` for a buffer).
-        path: PathBuf,
-        /// What was being read (`"dims of `encoder/conv1/weight`"`).
-        what: String,
-        /// Where it starts.
-        offset: usize,
-        /// Its size in bytes.
-        needed: usize,
-        /// The file's size.
-        len: usize,
-    },
-
-    /// The binary version is one whose layout this reader does not know.
-    #[error(
-        "{}: CTranslate2 binary version {version} is not supported (expected {}..={}); \
-         {hint}",
-        path.display(), SUPPORTED_VERSIONS.start(), SUPPORTED_VERSIONS.end()
-    )]
-    UnsupportedVersion {
-        /// The file.
-        path: PathBuf,
-        /// The version found.
-        version: u32,
-        /// What to do about it.
-        hint: &'static str,
-    },
-
-    /// A variable's dtype id is not one of CTranslate2's six.
-    #[error("{}: variable `{name}` has unknown dtype id {dtype_id} (expected 0..=5)", path.display())]
-    UnknownDType {
-        /// The file.
-        path: PathBuf,
-        /// The variable.
-        name: String,
-        /// The id found.
-        dtype_id: u8,
-    },
-
-    /// A variable's byte count does not match its shape and dtype.
-    #[error(
-        "{}: variable `{name}` of shape {shape:?} and dtype {dtype} needs {expected} bytes, \
-         but the file stores {got}",
-        path.display()
-    )]
-    SizeMismatch {
-        /// The file.
-        path: PathBuf,
-        /// The variable.
-        name: String,
-        /// Its shape.
-        shape: Vec<usize>,
-        /// Its dtype.
-        dtype: DType,
-        /// Bytes implied by shape and dtype (saturated at `usize::MAX` on overflow).
-        expected: usize,
-        /// Bytes stored.
-        got: usize,
-    },
-
-    /// Any other structural problem: a string without its NUL or not UTF-8, a name
-    /// defined twice, an alias to a missing variable, bytes after the alias table.
-    #[error("{}: malformed CTranslate2 model at byte {offset}: {reason}", path.display())]
-    Malformed {
-        /// The file.
-        path: PathBuf,
-        /// Where the problem was found.
-        offset: usize,
-        /// What is wrong.
-        reason: String,
-    },
-
-    /// A variable the caller asked for is not in the model (nor an alias).
-    #[error("CTranslate2 model has no variable `{name}`")]
-    MissingVariable {
-        /// The name asked for.
-        name: String,
-    },
-
-    /// A variable cannot be converted as asked (an integer weight without its scale, a
-    /// non-scalar read as a scalar, ...).
-    #[error("CTranslate2 variable `{name}`: {reason}")]
-    Conversion {
-        /// The variable.
-        name: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
 
 /// Element type of a stored variable, in CTranslate2's `DataType` order (the id is the
 /// position: `F32` = 0 ... `BF16` = 5).
@@ -282,7 +171,7 @@ impl VarRef<'_> {
     /// The value of a scalar integer attribute (`encoder/num_heads`), or an error if the
     /// variable is not a one-element integer.
     pub fn to_i64(&self) -> Result<i64> {
-        let err = |reason: String| Error::Conversion {
+        let err = |reason: String| Error::Ct2Conversion {
             name: self.name.to_owned(),
             reason,
         };
@@ -321,18 +210,15 @@ impl Ct2Model {
     /// [`Ct2Model::from_bytes`] (naming `path`).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let data = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let data = std::fs::read(path).map_err(io_err(path))?;
         parse(data, path)
     }
 
     /// Parses the bytes of a `model.bin`, taking ownership so that variables borrow them
     /// without a copy.
     ///
-    /// Fails with [`Error::Truncated`], [`Error::UnsupportedVersion`],
-    /// [`Error::UnknownDType`], [`Error::SizeMismatch`] or [`Error::Malformed`]; never
+    /// Fails with [`Error::Ct2Truncated`], [`Error::Ct2UnsupportedVersion`],
+    /// [`Error::Ct2UnknownDType`], [`Error::Ct2SizeMismatch`] or [`Error::Ct2Malformed`]; never
     /// panics, whatever the bytes.
     pub fn from_bytes(data: Vec<u8>) -> Result<Self> {
         parse(data, Path::new("<memory>"))
@@ -381,9 +267,9 @@ impl Ct2Model {
         Some(self.var_ref(name, stored))
     }
 
-    /// Like [`Ct2Model::get`], failing with [`Error::MissingVariable`].
+    /// Like [`Ct2Model::get`], failing with [`Error::Ct2MissingVariable`].
     pub fn require(&self, name: &str) -> Result<VarRef<'_>> {
-        self.get(name).ok_or_else(|| Error::MissingVariable {
+        self.get(name).ok_or_else(|| Error::Ct2MissingVariable {
             name: name.to_owned(),
         })
     }
@@ -393,7 +279,7 @@ impl Ct2Model {
     /// row of the 2-D view `(shape[0], rest)` or a single global scale), as CTranslate2's
     /// `Dequantize` op does. Output: `(shape, (shape.product(),) row-major)`.
     ///
-    /// Fails with [`Error::MissingVariable`], or [`Error::Conversion`] for an integer
+    /// Fails with [`Error::Ct2MissingVariable`], or [`Error::Ct2Conversion`] for an integer
     /// weight without a usable scale.
     pub fn to_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         let var = self.require(name)?;
@@ -403,7 +289,7 @@ impl Ct2Model {
             let scale_name = format!("{name}_scale");
             let scale = self
                 .get(&scale_name)
-                .ok_or_else(|| Error::Conversion {
+                .ok_or_else(|| Error::Ct2Conversion {
                     name: name.to_owned(),
                     reason: format!("{} weight without `{scale_name}`", var.dtype),
                 })?
@@ -412,7 +298,7 @@ impl Ct2Model {
                 1 => 1,
                 n if shape.first() == Some(&n) => n,
                 n => {
-                    return Err(Error::Conversion {
+                    return Err(Error::Ct2Conversion {
                         name: name.to_owned(),
                         reason: format!("{n} scales do not match shape {shape:?}"),
                     });
@@ -421,7 +307,7 @@ impl Ct2Model {
             let row_len = values.len() / n_rows.max(1);
             for (row, s) in values.chunks_mut(row_len.max(1)).zip(&scale) {
                 if *s == 0.0 || !s.is_finite() {
-                    return Err(Error::Conversion {
+                    return Err(Error::Ct2Conversion {
                         name: name.to_owned(),
                         reason: format!("invalid quantization scale {s}"),
                     });
@@ -442,7 +328,7 @@ impl Ct2Model {
     }
 }
 
-/// A cursor over the file that turns every short read into [`Error::Truncated`].
+/// A cursor over the file that turns every short read into [`Error::Ct2Truncated`].
 struct Cursor<'a> {
     data: &'a [u8],
     pos: usize,
@@ -461,7 +347,7 @@ impl<'a> Cursor<'a> {
                 self.pos = end;
                 Ok(range)
             }
-            None => Err(Error::Truncated {
+            None => Err(Error::Ct2Truncated {
                 path: self.path.to_owned(),
                 what: what(),
                 offset: self.pos,
@@ -494,7 +380,7 @@ impl<'a> Cursor<'a> {
         let offset = self.pos;
         let n = self.u16(|| format!("length of {}", what()))? as usize;
         let b = self.bytes(n, what)?;
-        let malformed = |reason: String| Error::Malformed {
+        let malformed = |reason: String| Error::Ct2Malformed {
             path: self.path.to_owned(),
             offset,
             reason,
@@ -526,7 +412,7 @@ fn parse(data: Vec<u8>, path: &Path) -> Result<Ct2Model> {
         } else {
             "this does not look like a CTranslate2 model.bin"
         };
-        return Err(Error::UnsupportedVersion {
+        return Err(Error::Ct2UnsupportedVersion {
             path: path.to_owned(),
             version: binary_version,
             hint,
@@ -547,7 +433,7 @@ fn parse(data: Vec<u8>, path: &Path) -> Result<Ct2Model> {
             .map(|d| u32::from_le_bytes([d[0], d[1], d[2], d[3]]) as usize)
             .collect();
         let dtype_id = c.u8(|| format!("dtype of `{name}`"))?;
-        let dtype = DType::from_id(dtype_id).ok_or_else(|| Error::UnknownDType {
+        let dtype = DType::from_id(dtype_id).ok_or_else(|| Error::Ct2UnknownDType {
             path: path.to_owned(),
             name: name.clone(),
             dtype_id,
@@ -558,7 +444,7 @@ fn parse(data: Vec<u8>, path: &Path) -> Result<Ct2Model> {
             .try_fold(dtype.size_in_bytes(), |acc, &d| acc.checked_mul(d))
             .unwrap_or(usize::MAX);
         if expected != n_bytes {
-            return Err(Error::SizeMismatch {
+            return Err(Error::Ct2SizeMismatch {
                 path: path.to_owned(),
                 name,
                 shape,
@@ -569,7 +455,7 @@ fn parse(data: Vec<u8>, path: &Path) -> Result<Ct2Model> {
         }
         let range = c.take(n_bytes, || format!("data of `{name}`"))?;
         if variables.contains_key(&name) {
-            return Err(Error::Malformed {
+            return Err(Error::Ct2Malformed {
                 path: path.to_owned(),
                 offset,
                 reason: format!("variable `{name}` is defined twice"),
@@ -591,7 +477,7 @@ fn parse(data: Vec<u8>, path: &Path) -> Result<Ct2Model> {
         let offset = c.pos;
         let alias = c.string(&|| format!("alias {index}"))?;
         let target = c.string(&|| format!("target of alias `{alias}`"))?;
-        let malformed = |reason: String| Error::Malformed {
+        let malformed = |reason: String| Error::Ct2Malformed {
             path: path.to_owned(),
             offset,
             reason,
@@ -607,7 +493,7 @@ fn parse(data: Vec<u8>, path: &Path) -> Result<Ct2Model> {
         aliases.insert(alias, target);
     }
     if c.pos != data.len() {
-        return Err(Error::Malformed {
+        return Err(Error::Ct2Malformed {
             path: path.to_owned(),
             offset: c.pos,
             reason: format!(
@@ -632,7 +518,7 @@ fn parse(data: Vec<u8>, path: &Path) -> Result<Ct2Model> {
 /// [`Ct2Model::from_bytes`]), for fixtures and tests.
 ///
 /// Each variable's `bytes` must hold `shape.product() * dtype.size_in_bytes()` bytes;
-/// names and aliases must be shorter than 65535 bytes. Fails with [`Error::Conversion`]
+/// names and aliases must be shorter than 65535 bytes. Fails with [`Error::Ct2Conversion`]
 /// (naming the variable) otherwise.
 pub fn write_model(
     binary_version: u32,
@@ -642,7 +528,7 @@ pub fn write_model(
     aliases: &[(&str, &str)],
 ) -> Result<Vec<u8>> {
     fn put_str(out: &mut Vec<u8>, s: &str) -> Result<()> {
-        let len = u16::try_from(s.len() + 1).map_err(|_| Error::Conversion {
+        let len = u16::try_from(s.len() + 1).map_err(|_| Error::Ct2Conversion {
             name: s.chars().take(40).collect(),
             reason: "name longer than 65534 bytes".into(),
         })?;
@@ -658,7 +544,7 @@ pub fn write_model(
     out.extend_from_slice(&spec_revision.to_le_bytes());
     out.extend_from_slice(&(variables.len() as u32).to_le_bytes());
     for v in variables {
-        let err = |reason: String| Error::Conversion {
+        let err = |reason: String| Error::Ct2Conversion {
             name: v.name.to_owned(),
             reason,
         };
@@ -749,7 +635,7 @@ mod tests {
             assert!(m.require("enc/w").unwrap().to_i64().is_err());
             assert!(matches!(
                 m.require("nope"),
-                Err(Error::MissingVariable { .. })
+                Err(Error::Ct2MissingVariable { .. })
             ));
         }
     }
@@ -760,7 +646,7 @@ mod tests {
         for len in 0..bytes.len() {
             let err = Ct2Model::from_bytes(bytes[..len].to_vec()).unwrap_err();
             assert!(
-                matches!(err, Error::Truncated { .. }),
+                matches!(err, Error::Ct2Truncated { .. }),
                 "len {len}: unexpected {err}"
             );
         }
@@ -768,7 +654,7 @@ mod tests {
         longer.push(0);
         assert!(matches!(
             Ct2Model::from_bytes(longer),
-            Err(Error::Malformed { .. })
+            Err(Error::Ct2Malformed { .. })
         ));
     }
 
@@ -791,13 +677,13 @@ mod tests {
         b[0] = 7;
         assert!(matches!(
             Ct2Model::from_bytes(b),
-            Err(Error::UnsupportedVersion { version: 7, .. })
+            Err(Error::Ct2UnsupportedVersion { version: 7, .. })
         ));
         let mut b = sample(6);
         b[..4].copy_from_slice(&3u32.to_le_bytes());
         assert!(matches!(
             Ct2Model::from_bytes(b),
-            Err(Error::UnsupportedVersion { version: 3, .. })
+            Err(Error::Ct2UnsupportedVersion { version: 3, .. })
         ));
 
         // Header: 4 (version) + 2 + 12 ("WhisperSpec\0") + 4 (revision) + 4 (count);
@@ -808,13 +694,13 @@ mod tests {
         b[dtype_at] = 9;
         assert!(matches!(
             Ct2Model::from_bytes(b),
-            Err(Error::UnknownDType { dtype_id: 9, .. })
+            Err(Error::Ct2UnknownDType { dtype_id: 9, .. })
         ));
         let mut b = sample(6);
         b[dtype_at] = 4; // f16 data would need 12 bytes, the file stores 24
         assert!(matches!(
             Ct2Model::from_bytes(b),
-            Err(Error::SizeMismatch {
+            Err(Error::Ct2SizeMismatch {
                 expected: 12,
                 got: 24,
                 ..
@@ -824,7 +710,7 @@ mod tests {
         b[4 + 2 + 11] = b'!'; // the spec name's NUL
         assert!(matches!(
             Ct2Model::from_bytes(b),
-            Err(Error::Malformed { .. })
+            Err(Error::Ct2Malformed { .. })
         ));
     }
 
@@ -840,12 +726,12 @@ mod tests {
         let dangling = write_model(6, "S", 1, &[v], &[("y", "z")]).unwrap();
         assert!(matches!(
             Ct2Model::from_bytes(dangling),
-            Err(Error::Malformed { .. })
+            Err(Error::Ct2Malformed { .. })
         ));
         let twice = write_model(6, "S", 1, &[v, v], &[]).unwrap();
         assert!(matches!(
             Ct2Model::from_bytes(twice),
-            Err(Error::Malformed { .. })
+            Err(Error::Ct2Malformed { .. })
         ));
         let overflow = VarRef {
             shape: &[u32::MAX as usize, u32::MAX as usize, 16],
@@ -878,6 +764,6 @@ mod tests {
         assert_eq!(w, vec![1.0, -64.0 / 127.0, 1.0, 2.0]);
         let unscaled = [vars[0]];
         let m = Ct2Model::from_bytes(write_model(6, "S", 1, &unscaled, &[]).unwrap()).unwrap();
-        assert!(matches!(m.to_f32("w"), Err(Error::Conversion { .. })));
+        assert!(matches!(m.to_f32("w"), Err(Error::Ct2Conversion { .. })));
     }
 }

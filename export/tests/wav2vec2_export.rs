@@ -289,9 +289,15 @@ fn bad_inputs_are_errors() {
     let onnx = wonnx::export(&ckpt, Precision::F32).unwrap();
     let tract = EngineKind::Tract(TractOptions::default()).build().unwrap();
     let e = wonnx::onnx_logits(tract.as_ref(), &onnx, &[0.0; 10], &[1; 9], 1).unwrap_err();
-    assert!(matches!(e, wonnx::Error::InvalidInput { .. }), "{e}");
+    assert!(
+        matches!(e, hearken_export::Error::InvalidInput { .. }),
+        "{e}"
+    );
     let e = wonnx::onnx_logits(tract.as_ref(), &onnx, &[0.0; 10], &[1; 10], 0).unwrap_err();
-    assert!(matches!(e, wonnx::Error::InvalidInput { .. }), "{e}");
+    assert!(
+        matches!(e, hearken_export::Error::InvalidInput { .. }),
+        "{e}"
+    );
 }
 
 #[test]

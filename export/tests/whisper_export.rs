@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use hearken::engine::{EngineKind, Graph, OrtOptions, Tensor, TractOptions};
 use hearken::model::contract::{Contract, FeatureSpec, Head, ModelType};
 use hearken_export::onnx::pb;
+use hearken_export::verify::whisper_logits_diff;
 use hearken_export::whisper::onnx::{self as wonnx, N_FRAMES, Precision, WhisperOnnx};
 use hearken_export::whisper::{Reference, WhisperCheckpoint, tiny_random};
 use prost::Message;
@@ -500,7 +501,8 @@ fn logits_match_the_candle_reference() {
     let f = fixture();
     let tokens = sequence(7, 9);
     // The gate as the convert command runs it (tract).
-    let d = wonnx::parity(&f.ckpt, &f.onnx, &f.mel, &tokens).unwrap();
+    let tract = EngineKind::Tract(TractOptions::default()).build().unwrap();
+    let d = whisper_logits_diff(tract.as_ref(), &f.ckpt, &f.onnx, &f.mel, &tokens).unwrap();
     assert!(d <= PARITY_TOL, "parity: max |diff| {d} > {PARITY_TOL}");
     eprintln!("parity (tract vs candle): max |diff| {d:e}");
 
@@ -527,7 +529,11 @@ fn logits_match_the_candle_reference() {
     }
 
     // A wrong-sized mel is an error, not a panic.
-    assert!(wonnx::parity(&f.ckpt, &f.onnx, &f.mel[..80], &tokens).is_err());
+    let e = whisper_logits_diff(tract.as_ref(), &f.ckpt, &f.onnx, &f.mel[..80], &tokens);
+    assert!(
+        matches!(e, Err(hearken_export::Error::InvalidInput { .. })),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -611,4 +617,110 @@ fn write_dir_writes_both_graphs() {
     let engine = EngineKind::Tract(TractOptions::default()).build().unwrap();
     let (_, c) = hearken::model::load(engine.as_ref(), &out.join("decoder.onnx")).unwrap();
     assert_eq!(c.model_type, ModelType::WhisperDecoder);
+}
+
+// ---------------------------------------------------------------------------------------
+// CLI
+
+/// Runs `hearken-export convert` on `src` into `out` with `extra` flags; returns
+/// (success, stderr).
+fn convert(src: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hearken-export"))
+        .arg("convert")
+        .arg(src)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_converts_whisper_with_the_parity_gate_on_synthetic_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("hf");
+    hearken_export::whisper::save_hf_dir(&fixture().ckpt, &src).unwrap();
+    let out = dir.path().join("model");
+    // No --parity-audio: the gate runs on the synthetic signal, nothing read from disk.
+    let (ok, stderr) = convert(&src, &out, &[]);
+    assert!(ok, "convert failed:\n{stderr}");
+    let parity = stderr
+        .lines()
+        .find(|l| l.starts_with("parity"))
+        .unwrap_or_else(|| panic!("no parity line in:\n{stderr}"));
+    assert!(parity.contains("max |candle - tract| = "), "{parity}");
+    assert!(parity.contains("tolerance 1e-3"), "{parity}");
+    assert_eq!(
+        std::fs::read(out.join("encoder.onnx")).unwrap(),
+        fixture().onnx.encoder
+    );
+    assert!(out.join("decoder.onnx").is_file());
+
+    // An impossible tolerance fails the gate, and nothing is written.
+    let refused = dir.path().join("refused");
+    let (ok, stderr) = convert(&src, &refused, &["--parity-tolerance", "1e-12"]);
+    assert!(!ok, "a 1e-12 tolerance passed:\n{stderr}");
+    assert!(stderr.contains("parity gate failed"), "{stderr}");
+    assert!(!refused.exists(), "nothing is written after a failed gate");
+}
+
+#[test]
+fn cli_whisper_int8_needs_a_wer_manifest_or_no_wer_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("hf");
+    hearken_export::whisper::save_hf_dir(&fixture().ckpt, &src).unwrap();
+    let out = dir.path().join("model");
+    let int8 = ["--precision", "int8"];
+
+    let (ok, stderr) = convert(&src, &out, &int8);
+    assert!(!ok, "int8 without a WER manifest passed:\n{stderr}");
+    assert!(
+        stderr.contains("--wer-manifest") && stderr.contains("--no-wer-gate"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+
+    // A manifest whose audio is all missing is refused too, before any export.
+    let manifest = dir.path().join("m.jsonl");
+    std::fs::write(&manifest, "{\"audio\": \"absent.wav\", \"text\": \"hi\"}\n").unwrap();
+    let (ok, stderr) = convert(
+        &src,
+        &out,
+        &[&int8[..], &["--wer-manifest", manifest.to_str().unwrap()]].concat(),
+    );
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("no utterance with its audio present"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("exported"), "{stderr}");
+
+    let (ok, stderr) = convert(&src, &out, &[&int8[..], &["--no-wer-gate"]].concat());
+    assert!(ok, "int8 --no-wer-gate failed:\n{stderr}");
+    assert!(stderr.contains("int8 parity (tract)"), "{stderr}");
+    assert!(
+        stderr.contains("WER change of int8 against fp32 was NOT measured"),
+        "{stderr}"
+    );
+    assert!(out.join("decoder.onnx").is_file());
+
+    // The two are exclusive.
+    let (ok, stderr) = convert(
+        &src,
+        &dir.path().join("both"),
+        &[
+            &int8[..],
+            &[
+                "--no-wer-gate",
+                "--wer-manifest",
+                manifest.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    assert!(!ok, "{stderr}");
 }

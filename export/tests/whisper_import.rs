@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use hearken_export::Error;
 use hearken_export::ct2::{self, Ct2Model, DType, VarRef};
-use hearken_export::whisper::import::{self, Error};
+use hearken_export::whisper::import;
 use hearken_export::whisper::{
     Reference, WhisperCheckpoint, load_ct2_dir, load_dir, load_hf_dir, save_ct2_dir, save_hf_dir,
     tiny_random,
@@ -96,7 +97,7 @@ fn ct2_reader_errors_name_the_file() {
     let bytes = synthetic(6);
     std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
     let err = Ct2Model::open(&path).unwrap_err();
-    assert!(matches!(err, ct2::Error::Truncated { .. }), "{err}");
+    assert!(matches!(err, Error::Ct2Truncated { .. }), "{err}");
     let msg = err.to_string();
     assert!(
         msg.contains("model.bin") && msg.contains("truncated"),
@@ -109,14 +110,11 @@ fn ct2_reader_errors_name_the_file() {
     let err = Ct2Model::open(&path).unwrap_err();
     assert!(matches!(
         err,
-        ct2::Error::UnsupportedVersion { version: 9, .. }
+        Error::Ct2UnsupportedVersion { version: 9, .. }
     ));
 
     let missing = dir.path().join("absent.bin");
-    assert!(matches!(
-        Ct2Model::open(&missing),
-        Err(ct2::Error::Io { .. })
-    ));
+    assert!(matches!(Ct2Model::open(&missing), Err(Error::Io { .. })));
 
     // Truncations at every length are errors, never panics.
     for len in 0..bytes.len() {
@@ -156,6 +154,40 @@ fn hf_round_trip_is_exact() {
         assert_same(&ckpt, &back, 0.0);
         assert_same(&ckpt, &load_dir(dir.path()).unwrap(), 0.0);
     }
+}
+
+#[test]
+fn hf_sharded_round_trip_is_exact() {
+    // `save_pretrained` past `max_shard_size`: the weights split over two files, found
+    // through `model.safetensors.index.json`.
+    let ckpt = tiny_random(17, 80, true);
+    let dir = tempfile::tempdir().unwrap();
+    save_hf_dir(&ckpt, dir.path()).unwrap();
+    let single = dir.path().join("model.safetensors");
+    let tensors = candle_core::safetensors::load(&single, &candle_core::Device::Cpu).unwrap();
+    std::fs::remove_file(&single).unwrap();
+    let (encoder, decoder): (HashMap<_, _>, HashMap<_, _>) = tensors
+        .into_iter()
+        .partition(|(name, _)| name.starts_with("model.encoder."));
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", &encoder),
+        ("model-00002-of-00002.safetensors", &decoder),
+    ] {
+        assert!(!part.is_empty());
+        candle_core::safetensors::save(part, dir.path().join(file)).unwrap();
+        for name in part.keys() {
+            weight_map.insert(name.clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    assert_same(&ckpt, &load_hf_dir(dir.path()).unwrap(), 0.0);
+    assert_same(&ckpt, &load_dir(dir.path()).unwrap(), 0.0);
 }
 
 #[test]
@@ -251,10 +283,7 @@ fn import_errors() {
     let bytes = std::fs::read(&bin).unwrap();
     std::fs::write(&bin, &bytes[..bytes.len() / 2]).unwrap();
     let err = load_dir(dir.path()).unwrap_err();
-    assert!(
-        matches!(err, Error::Ct2(ct2::Error::Truncated { .. })),
-        "{err}"
-    );
+    assert!(matches!(err, Error::Ct2Truncated { .. }), "{err}");
 
     // A Hugging Face directory whose config disagrees with the weights.
     let dir = tempfile::tempdir().unwrap();
@@ -279,7 +308,7 @@ fn import_errors() {
         std::fs::remove_file(dir.path().join(f)).unwrap();
     }
     let err = load_hf_dir(dir.path()).unwrap_err();
-    assert!(matches!(err, Error::Token { .. }), "{err}");
+    assert!(matches!(err, Error::SpecialToken { .. }), "{err}");
 }
 
 #[test]

@@ -352,3 +352,59 @@ fn graph_is_dynamic_quantization_of_the_projections_only() {
         .expect("token embedding Gather");
     assert_eq!(tokens.input[1], "tokens");
 }
+
+/// `hearken-export convert --precision int8` on the real tiny.en conversion, with the WER
+/// gate on `beckett.wav`: the int8 parity gate passes on real speech, and the WER gate
+/// transcribes with both exports through the runtime's loader and reports the change.
+/// Skipped with a printed reason when the weights (models/setup.sh) are absent.
+#[test]
+fn cli_int8_real_tiny_en_runs_the_wer_gate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let src = root.join("models/ct2/whisper-tiny.en");
+    let wav = root.join("models/assets/beckett.wav");
+    if !src.join("model.bin").is_file() || !wav.is_file() {
+        println!(
+            "skipped: {} or {} is absent (run models/setup.sh)",
+            src.display(),
+            wav.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("beckett.jsonl");
+    let line = serde_json::json!({
+        "audio": wav,
+        "text": "Ever tried ever failed, no matter try again, fail again, fail better.",
+    });
+    std::fs::write(&manifest, format!("{line}\n")).unwrap();
+    let out = dir.path().join("model");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hearken-export"))
+        .arg("convert")
+        .arg(&src)
+        .args(["--out".as_ref(), out.as_os_str()])
+        .args(["--precision", "int8", "--parity-audio"])
+        .arg(&wav)
+        .arg("--wer-manifest")
+        .arg(&manifest)
+        // One short utterance moves the WER by 8 points a word: this checks that the gate
+        // runs, not that tiny.en's int8 keeps every word.
+        .arg("--allow-wer-increase")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "convert failed:\n{stderr}");
+    assert!(stderr.contains("greedy continuation identical"), "{stderr}");
+    let summary = stderr
+        .lines()
+        .find(|l| l.starts_with("WER fp32") && l.contains("-> int8"))
+        .unwrap_or_else(|| panic!("no WER summary in:\n{stderr}"));
+    assert!(summary.contains("over 1 utterances"), "{summary}");
+    for file in [
+        "encoder.onnx",
+        "decoder.onnx",
+        "tokenizer.json",
+        "vocabulary.txt",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+}

@@ -7,7 +7,8 @@
 use hearken::engine::Tensor;
 use tract_onnx::pb::{AttributeProto, attribute_proto::AttributeType};
 
-use super::{Result, tensor::tensor_proto};
+use super::tensor::tensor_proto;
+use crate::error::Result;
 
 /// The value of one node attribute.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,8 +17,9 @@ use tract_onnx::pb::{
     ValueInfoProto,
 };
 
+use super::Attr;
 use super::tensor::{tensor_proto, value_info};
-use super::{Attr, Error, Result};
+use crate::error::{Error, Result};
 
 /// Lowest opset the writer emits: LayerNormalization became a standard op in 17, and the
 /// helpers assume opset-13 semantics (axes and split sizes as inputs).
@@ -68,7 +69,7 @@ pub fn ir_version_for_opset(opset: i64) -> i64 {
 /// b.output_from(&y, "y", DType::F32, &dims!["batch", 2]);
 /// b.metadata("model_type", "demo");
 /// let bytes = b.to_bytes()?;
-/// # Ok::<(), hearken_export::onnx::Error>(())
+/// # Ok::<(), hearken_export::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct GraphBuilder {

@@ -12,10 +12,16 @@
 //! hearken already depends on them for its tract engine, and one set of generated types
 //! means a written [`pb::ModelProto`] can be handed to either side without conversion.
 //! Tensors go to `raw_data` (little-endian), the encoding every reader accepts.
+//!
+//! Errors are the crate's [`Error`](crate::Error). Graph construction is infallible call
+//! by call (so that exporters can chain hundreds of ops without a `?` on each), and
+//! everything is checked once in [`GraphBuilder::build`]; each error therefore names the
+//! graph, node, value or file involved, so that a broken exporter can be fixed from the
+//! message alone.
 
 mod attr;
 mod builder;
-mod error;
+pub mod layers;
 mod ops;
 pub mod quant;
 mod tensor;
@@ -24,8 +30,8 @@ pub use attr::Attr;
 pub use builder::{
     DEFAULT_OPSET, GraphBuilder, MAX_OPSET, MIN_OPSET, PRODUCER_NAME, ir_version_for_opset,
 };
-pub use error::{Error, Result};
 pub use hearken::engine::{DType, Dim};
+pub use layers::{Linear, Matrix, Precision};
 pub use ops::Conv1d;
 pub use quant::{Int8Weight, quantize_per_column, store_int8_weight};
 pub use tensor::{IntoDim, tensor_from_proto, tensor_proto, value_info};

@@ -31,7 +31,8 @@
 
 use hearken::engine::{DType, Tensor};
 
-use super::{Error, GraphBuilder, Result};
+use super::GraphBuilder;
+use crate::error::{Error, Result};
 
 /// Largest magnitude of a quantized weight: symmetric int8 uses `[-127, 127]`.
 const Q_MAX: f32 = 127.0;

@@ -11,7 +11,7 @@ use tract_onnx::pb::{
     TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
 };
 
-use super::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Encodes `t` as a `TensorProto` named `name`, with its elements in `raw_data`
 /// (little-endian; bools one byte each, f16 as its IEEE bits).

@@ -521,14 +521,11 @@ fn read_config(dir: &Path) -> Result<(Wav2Vec2Config, Family)> {
 /// The weights of `dir` in f32, by prefix-stripped name, with the positional
 /// convolution's weight norm resolved (and its parameters kept).
 fn read_tensors(dir: &Path, family: Family) -> Result<BTreeMap<String, Tensor>> {
-    let raw = read_weights(dir)?;
+    let raw = crate::hf::load_dir(dir, DType::F32, &Device::Cpu)?;
     let prefix = format!("{}.", family.as_str());
     let mut tensors = BTreeMap::new();
     for (name, t) in raw {
         let name = name.strip_prefix(&prefix).unwrap_or(&name).to_string();
-        let t = t
-            .to_dtype(DType::F32)
-            .map_err(candle_err(format!("converting `{name}` to f32")))?;
         tensors.insert(name, t);
     }
     resolve_weight_norm(&mut tensors)?;
@@ -623,24 +620,6 @@ fn read_normalize(dir: &Path) -> Result<bool> {
     } else {
         true
     })
-}
-
-/// All tensors of `model.safetensors` (or `pytorch_model.bin`), by their file names.
-fn read_weights(dir: &Path) -> Result<Vec<(String, Tensor)>> {
-    let st = dir.join("model.safetensors");
-    let pt = dir.join("pytorch_model.bin");
-    if st.is_file() {
-        let map = candle_core::safetensors::load(&st, &Device::Cpu)
-            .map_err(candle_err(format!("reading {}", st.display())))?;
-        Ok(map.into_iter().collect())
-    } else if pt.is_file() {
-        candle_core::pickle::read_all(&pt).map_err(candle_err(format!("reading {}", pt.display())))
-    } else {
-        Err(Error::Unsupported {
-            path: dir.to_path_buf(),
-            reason: "no model.safetensors or pytorch_model.bin".into(),
-        })
-    }
 }
 
 /// Adds the weight-normalized positional convolution's weight,

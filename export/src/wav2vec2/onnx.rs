@@ -66,18 +66,19 @@
 //! (and v5.23.0, which the fixtures in `tests/fixtures/wav2vec2` were generated with: the
 //! same computation but for the weighted layer sum above).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use candle_core::{DType as CandleDType, Tensor as CandleTensor};
-use half::f16;
+use candle_core::Tensor as CandleTensor;
 use hearken::engine::{DType, Engine, Tensor};
 use hearken::model::contract::{self, Contract, FeatureSpec, ModelType};
 
-pub use crate::whisper::onnx::Precision;
+pub use crate::onnx::Precision;
 
 use super::{Head, Wav2Vec2Checkpoint, Wav2Vec2Config};
 use crate::dims;
-use crate::onnx::{Attr, Conv1d, GraphBuilder, Int8Weight, store_int8_weight};
+use crate::error::{Error, Result, candle_err, runtime_err};
+use crate::onnx::layers::{Linear, affine, store_linear, store_tensor};
+use crate::onnx::{Attr, Conv1d, GraphBuilder};
 
 /// Sample rate of every Wav2Vec2 / HuBERT checkpoint, in Hz.
 pub const SAMPLE_RATE_HZ: u32 = 16_000;
@@ -94,86 +95,6 @@ const ONNX_DOUBLE: i64 = 11;
 /// far enough below any score that `exp` underflows to exactly 0, as upstream's
 /// `finfo.min` does.
 const MASKED_SCORE: f32 = -1e9;
-
-/// `Result` with this module's [`Error`] as the default error type.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Everything that can go wrong while exporting a Wav2Vec2 / HuBERT checkpoint to ONNX or
-/// running the export.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The requested precision has no exporter (every [`Precision`] has one today; kept so
-    /// that adding a precision does not break callers matching on this error).
-    #[error("Wav2Vec2 ONNX export in {precision:?} is not implemented")]
-    PrecisionNotImplemented {
-        /// The precision asked for.
-        precision: Precision,
-    },
-
-    /// A tensor is missing from the checkpoint or has the wrong shape.
-    #[error(transparent)]
-    Checkpoint(#[from] crate::Error),
-
-    /// The checkpoint is readable but the exported layout cannot express it.
-    #[error("cannot export this Wav2Vec2 checkpoint: {reason}")]
-    Unsupported {
-        /// What is wrong.
-        reason: String,
-    },
-
-    /// A candle op on the weights failed (transposing, converting).
-    #[error("{what}: {source}")]
-    Candle {
-        /// What was being done.
-        what: String,
-        /// candle's error.
-        source: candle_core::Error,
-    },
-
-    /// The ONNX writer rejected the graph, or an int8 weight holds a NaN or an infinity.
-    #[error(transparent)]
-    Onnx(#[from] crate::onnx::Error),
-
-    /// A hearken tensor could not be built, or an engine failed to load or run the graph.
-    #[error("{what}: {source}")]
-    Runtime {
-        /// What was being done.
-        what: String,
-        /// hearken's error.
-        source: hearken::Error,
-    },
-
-    /// An input to [`onnx_logits`] has the wrong size or values.
-    #[error("invalid {what}: expected {expected}, got {got}")]
-    InvalidInput {
-        /// What was checked.
-        what: String,
-        /// What was expected.
-        expected: String,
-        /// What was found.
-        got: String,
-    },
-
-    /// Writing or copying a model file failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-}
-
-fn candle_err(what: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Candle { what, source }
-}
-
-fn runtime_err(what: impl Into<String>) -> impl FnOnce(hearken::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Runtime { what, source }
-}
 
 /// The model contract of the exported graph: `ctc` or `audio-classification`, waveform
 /// features at 16 kHz normalized as the checkpoint's processor says, and the head's
@@ -219,21 +140,19 @@ pub fn contract(ckpt: &Wav2Vec2Checkpoint) -> Contract {
 /// classification, where `n_frames` follows the conv arithmetic
 /// ([`Wav2Vec2Config::output_frames`]).
 ///
-/// Fails with [`Error::Checkpoint`] when a tensor is missing or misshapen (a head whose
-/// size disagrees with its vocabulary or labels included), [`Error::Unsupported`] when
+/// Fails with [`Error::MissingTensor`] / [`Error::ShapeMismatch`] when a tensor is missing
+/// or misshapen (a head whose size disagrees with its vocabulary or labels included),
+/// [`Error::CannotExport`] when
 /// the positional convolution's groups do not divide `hidden_size` or a classifier has no
-/// `classifier_proj_size`, and [`Error::Onnx`] when an int8 weight holds a NaN or an
+/// `classifier_proj_size`, and [`Error::InvalidTensor`] when an int8 weight holds a NaN or an
 /// infinity.
 pub fn export(ckpt: &Wav2Vec2Checkpoint, precision: Precision) -> Result<Vec<u8>> {
-    if !matches!(precision, Precision::F32 | Precision::F16 | Precision::Int8) {
-        return Err(Error::PrecisionNotImplemented { precision });
-    }
     let w = Weights { ckpt, precision };
     let mut b = graph(&w)?;
     for (k, v) in contract(ckpt).to_metadata() {
         b.metadata(k, v);
     }
-    Ok(b.to_bytes()?)
+    b.to_bytes()
 }
 
 /// Writes a hearken model directory into `out` (created if needed): `onnx` (from
@@ -314,43 +233,24 @@ struct Weights<'a> {
 impl Weights<'_> {
     /// Checkpoint tensor `name`, checked to have shape `expected`.
     fn get(&self, name: &str, expected: &[usize]) -> Result<CandleTensor> {
-        let t = self.ckpt.get(name)?;
+        let t = self
+            .ckpt
+            .tensors
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor { name: name.into() })?;
         if t.dims() != expected {
-            return Err(crate::Error::ShapeMismatch {
+            return Err(Error::ShapeMismatch {
                 name: name.into(),
                 expected: expected.to_vec(),
                 got: t.dims().to_vec(),
-            }
-            .into());
+            });
         }
         Ok(t.clone())
     }
 
-    /// Stores `t` as initializer `name`; returns the name to read it by.
+    /// Stores `t` as initializer `name` (see [`store_tensor`]).
     fn store(&self, b: &mut GraphBuilder, name: &str, t: &CandleTensor) -> Result<String> {
-        let what = format!("converting `{name}`");
-        let data = t
-            .flatten_all()
-            .and_then(|t| t.to_dtype(CandleDType::F32))
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(candle_err(what.clone()))?;
-        // Matrices and kernels are nearly all of the bytes; vectors (biases, norm gains,
-        // layer weights) stay f32, where f16 would save nothing. Both engines fold the
-        // `Cast` of a constant at load time, so compute stays f32.
-        if self.precision == Precision::F16 && t.rank() >= 2 {
-            let data = data.into_iter().map(f16::from_f32).collect();
-            let t = Tensor::from_f16(t.dims(), data).map_err(runtime_err(what))?;
-            let stored = b.initializer(&format!("{name}.f16"), &t);
-            b.node(
-                "Cast",
-                &[&stored],
-                &[name],
-                [("to", i64::from(DType::F32.onnx_code()).into())],
-            );
-            return Ok(name.to_owned());
-        }
-        let t = Tensor::from_f32(t.dims(), data).map_err(runtime_err(what))?;
-        Ok(b.initializer(name, &t))
+        store_tensor(b, name, t, self.precision)
     }
 
     /// Stores checkpoint tensor `name` unchanged, after checking its shape.
@@ -367,29 +267,10 @@ impl Weights<'_> {
         ))
     }
 
-    /// Stores the input-major `(d_in, d_out)` weight `w` of a Linear layer as `name`: as
-    /// [`store`](Self::store) does, or quantized to int8 per output column (see
-    /// [`store_int8_weight`]).
-    fn store_matrix(&self, b: &mut GraphBuilder, name: &str, w: &CandleTensor) -> Result<Matrix> {
-        if self.precision != Precision::Int8 {
-            return Ok(Matrix::Float(self.store(b, name, w)?));
-        }
-        let what = format!("quantizing `{name}`");
-        let (d_in, d_out) = w.dims2().map_err(candle_err(what.clone()))?;
-        let data = w
-            .flatten_all()
-            .and_then(|t| t.to_dtype(CandleDType::F32))
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(candle_err(what))?;
-        Ok(Matrix::Int8(store_int8_weight(
-            b, name, &data, d_in, d_out,
-        )?))
-    }
-
     /// The linear layers `prefixes`, all `d_in -> d_out` and applied to the same input,
     /// as one input-major `(d_in, n * d_out)` weight and `(n * d_out)` bias, the first
-    /// one's scaled by `first_scale`. Stored as `{name}.weight` (see
-    /// [`store_matrix`](Self::store_matrix)) and `{name}.bias`.
+    /// one's scaled by `first_scale`. Stored as `{name}.weight` and `{name}.bias` (see
+    /// [`store_linear`]).
     fn fused_linear(
         &self,
         b: &mut GraphBuilder,
@@ -419,10 +300,7 @@ impl Weights<'_> {
         }
         let w = CandleTensor::cat(&weights, 1).map_err(candle_err(what.clone()))?;
         let bias = CandleTensor::cat(&biases, 0).map_err(candle_err(what))?;
-        Ok(Linear {
-            weight: self.store_matrix(b, &format!("{name}.weight"), &w)?,
-            bias: self.store(b, &format!("{name}.bias"), &bias)?,
-        })
+        store_linear(b, name, &w, &bias, self.precision)
     }
 
     /// The linear layer `prefix`, `d_in -> d_out`, input-major.
@@ -431,32 +309,8 @@ impl Weights<'_> {
     }
 }
 
-/// A Linear layer's stored weight: `(d_in, d_out)`, input-major.
-enum Matrix {
-    /// f32, or f16 cast to f32 when loaded: an initializer (or `Cast` output) name.
-    Float(String),
-    /// int8 per output column, for [`GraphBuilder::matmul_int8`].
-    Int8(Int8Weight),
-}
-
-/// A stored Linear layer: `(d_in, d_out)` weight and `(d_out)` f32 bias.
-struct Linear {
-    weight: Matrix,
-    bias: String,
-}
-
 // ---------------------------------------------------------------------------------------
 // Graph pieces
-
-/// `x (..., d_in) @ w (d_in, d_out) + bias`, the product in integers for an int8 `w`
-/// (the bias `Add` second, as ONNX Runtime's fusion expects).
-fn affine(b: &mut GraphBuilder, x: &str, lin: &Linear) -> String {
-    let y = match &lin.weight {
-        Matrix::Float(w) => b.matmul(x, w),
-        Matrix::Int8(w) => b.matmul_int8(x, w),
-    };
-    b.add(&y, &lin.bias)
-}
 
 /// `ReduceSum` over `axes` (an input since opset 13).
 fn reduce_sum(b: &mut GraphBuilder, x: &str, axes: &[i64], keepdims: bool) -> String {
@@ -711,7 +565,8 @@ fn graph(w: &Weights) -> Result<GraphBuilder> {
     let k = c.num_conv_pos_embeddings;
     let groups = c.num_conv_pos_embedding_groups;
     if groups == 0 || !d.is_multiple_of(groups) {
-        return Err(Error::Unsupported {
+        return Err(Error::CannotExport {
+            architecture: "Wav2Vec2".into(),
             reason: format!(
                 "hidden_size {d} does not split into num_conv_pos_embedding_groups = {groups}"
             ),
@@ -800,7 +655,8 @@ fn graph(w: &Weights) -> Result<GraphBuilder> {
         }
         Head::Classifier { labels } => {
             let n_labels = labels.len();
-            let n_proj = c.classifier_proj_size.ok_or_else(|| Error::Unsupported {
+            let n_proj = c.classifier_proj_size.ok_or_else(|| Error::CannotExport {
+                architecture: "Wav2Vec2".into(),
                 reason: "a classification head needs `classifier_proj_size` in config.json".into(),
             })?;
             let layer_weights = if c.use_weighted_layer_sum {

@@ -14,7 +14,7 @@
 //! config, with OpenAI's defaults when absent.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
@@ -23,137 +23,15 @@ use serde_json::Value;
 use hearken::model::whisper::{HfGenerationConfig, first_token_id};
 
 use super::{WhisperCheckpoint, WhisperDims, WhisperTokens};
-use crate::ct2::{self, Ct2Model};
-
-/// `Result` with the importer's [`Error`] as the default error type.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+use crate::ct2::Ct2Model;
+use crate::error::{Error, Result, candle_err, io_err, read_json};
+use crate::hf;
 
 /// Size of OpenAI's English-only vocabulary. It lists language tokens that the `.en`
 /// models were never trained with; OpenAI's own test is `n_vocab >= 51865`
 /// (`Whisper.is_multilingual`,
 /// <https://github.com/openai/whisper/blob/v20240930/whisper/model.py>).
 const ENGLISH_ONLY_VOCAB_SIZE: usize = 51864;
-
-/// Everything that can go wrong while importing (or, in [`super::reference`], running)
-/// a Whisper checkpoint.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-
-    /// A JSON file is not valid JSON or has a field of the wrong type.
-    #[error("{}: {source}", path.display())]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// The parser's error.
-        source: serde_json::Error,
-    },
-
-    /// The CTranslate2 `model.bin` could not be read.
-    #[error(transparent)]
-    Ct2(#[from] ct2::Error),
-
-    /// candle failed (reading safetensors, building or running a tensor op).
-    #[error("{what}: {source}")]
-    Candle {
-        /// What was being done.
-        what: String,
-        /// candle's error.
-        source: candle_core::Error,
-    },
-
-    /// The directory holds neither a CTranslate2 nor a Hugging Face Whisper checkpoint.
-    #[error(
-        "{}: no Whisper checkpoint found (expected `model.bin` from CTranslate2, or \
-         `config.json` with `model.safetensors` from Hugging Face){hint}",
-        dir.display()
-    )]
-    UnknownLayout {
-        /// The directory.
-        dir: PathBuf,
-        /// A hint about what was found instead (may be empty).
-        hint: String,
-    },
-
-    /// A file is readable but describes something this importer cannot take (another
-    /// architecture, an untied output projection, inconsistent dimensions).
-    #[error("{}: {reason}", path.display())]
-    Unsupported {
-        /// The file (or directory).
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-
-    /// A tensor the architecture needs is missing.
-    #[error("tensor `{name}` is missing from the checkpoint")]
-    MissingTensor {
-        /// Its Hugging Face name.
-        name: String,
-    },
-
-    /// A tensor the architecture does not have is present (a different architecture, or
-    /// more layers than `config.json` says).
-    #[error("tensor `{name}` is not part of a Whisper checkpoint with these dimensions")]
-    UnexpectedTensor {
-        /// Its name.
-        name: String,
-    },
-
-    /// A tensor has the wrong shape for the checkpoint's dimensions.
-    #[error("tensor `{name}` has shape {got:?}, expected {expected:?}")]
-    ShapeMismatch {
-        /// Its Hugging Face name.
-        name: String,
-        /// The shape the dimensions imply.
-        expected: Vec<usize>,
-        /// The shape found.
-        got: Vec<usize>,
-    },
-
-    /// A special token could not be found in any vocabulary of the directory, or its id is
-    /// outside the vocabulary.
-    #[error("{}: {token}: {reason}", dir.display())]
-    Token {
-        /// The directory.
-        dir: PathBuf,
-        /// The token (`<|startoftranscript|>`) or list (`suppress_tokens`).
-        token: String,
-        /// What is wrong.
-        reason: String,
-    },
-
-    /// An input to the reference model has the wrong size or values.
-    #[error("invalid {what}: expected {expected}, got {got}")]
-    InvalidInput {
-        /// What was checked.
-        what: String,
-        /// What was expected.
-        expected: String,
-        /// What was found.
-        got: String,
-    },
-}
-
-pub(crate) fn candle_err(what: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Candle { what, source }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
 
 /// Every tensor of a Hugging Face Whisper checkpoint with dimensions `dims`, with its
 /// shape, in a fixed order (encoder, then decoder; within a layer, attention before the
@@ -228,6 +106,7 @@ fn check_tensors(dims: &WhisperDims, tensors: &BTreeMap<String, Tensor>) -> Resu
     if let Some(extra) = tensors.keys().find(|n| !names.contains(n.as_str())) {
         return Err(Error::UnexpectedTensor {
             name: extra.clone(),
+            architecture: "Whisper".into(),
         });
     }
     for (name, shape) in expected {
@@ -377,7 +256,8 @@ pub fn ct2_layout(n_encoder_layers: usize, n_decoder_layers: usize) -> Vec<Ct2Va
 }
 
 /// Imports whatever Whisper checkpoint `dir` holds: CTranslate2 if it has `model.bin`,
-/// Hugging Face if it has `model.safetensors` (or a sharded index).
+/// Hugging Face if it has weights [`hf::WeightFiles::find`] recognizes
+/// (`model.safetensors`, a sharded index, or `pytorch_model.bin`).
 ///
 /// Fails with [`Error::UnknownLayout`] when it has neither, and as [`load_ct2_dir`] or
 /// [`load_hf_dir`] otherwise.
@@ -385,22 +265,21 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
     let dir = dir.as_ref();
     if dir.join("model.bin").is_file() {
         load_ct2_dir(dir)
-    } else if dir.join("model.safetensors").is_file()
-        || dir.join("model.safetensors.index.json").is_file()
-    {
+    } else if hf::WeightFiles::find(dir)?.is_some() {
         load_hf_dir(dir)
     } else {
-        let hint = if dir.join("pytorch_model.bin").is_file() {
-            "; found `pytorch_model.bin`: convert it to safetensors first (transformers' \
-             `save_pretrained(..., safe_serialization=True)`)"
-        } else if !dir.is_dir() {
-            "; it is not a directory"
-        } else {
-            ""
-        };
         Err(Error::UnknownLayout {
             dir: dir.to_owned(),
-            hint: hint.into(),
+            what: "Whisper checkpoint".into(),
+            expected: format!(
+                "`model.bin` from CTranslate2, or `config.json` with {} from Hugging Face",
+                hf::safetensors::WEIGHT_FILE_NAMES
+            ),
+            hint: if dir.is_dir() {
+                String::new()
+            } else {
+                "; it is not a directory".into()
+            },
         })
     }
 }
@@ -422,10 +301,10 @@ struct Ct2Config {
 /// `config.json`, with `vocabulary.txt` (or `vocabulary.json`, `tokenizer.json`) for the
 /// special tokens. Weights are converted to `f32` (`i8`/`i16` ones dequantized).
 ///
-/// Fails with [`Error::Ct2`] for an unreadable `model.bin`, [`Error::Unsupported`] for
+/// Fails with the `Ct2*` errors of [`Ct2Model::open`] for an unreadable `model.bin`, [`Error::Unsupported`] for
 /// another spec or an untied output projection, [`Error::MissingTensor`] /
 /// [`Error::UnexpectedTensor`] / [`Error::ShapeMismatch`] for a layout that is not
-/// Whisper's, and [`Error::Token`] when a special token cannot be found.
+/// Whisper's, and [`Error::SpecialToken`] when a special token cannot be found.
 pub fn load_ct2_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
     let dir = dir.as_ref();
     let bin = dir.join("model.bin");
@@ -500,10 +379,10 @@ pub fn load_ct2_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
     let mut used: BTreeSet<String> = BTreeSet::new();
     for var in ct2_layout(dims.encoder_layers, dims.decoder_layers) {
         let (shape, data) = model.to_f32(&var.ct2).map_err(|e| match e {
-            ct2::Error::MissingVariable { .. } => Error::MissingTensor {
+            Error::Ct2MissingVariable { .. } => Error::MissingTensor {
                 name: var.ct2.clone(),
             },
-            other => other.into(),
+            other => other,
         })?;
         used.insert(var.ct2.clone());
         used.insert(format!("{}_scale", var.ct2));
@@ -544,6 +423,7 @@ pub fn load_ct2_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
     {
         return Err(Error::UnexpectedTensor {
             name: extra.name.to_owned(),
+            architecture: "Whisper".into(),
         });
     }
 
@@ -598,16 +478,18 @@ struct HfConfigExtra {
     eos_token_id: Option<Value>,
 }
 
-/// Imports a Hugging Face Whisper directory: `config.json`, `model.safetensors` (or
-/// `model.safetensors.index.json` and its shards), and for the special tokens
+/// Imports a Hugging Face Whisper directory: `config.json`, the weights (read by
+/// [`hf::load_dir`]: `model.safetensors`, `model.safetensors.index.json` and its shards,
+/// or `pytorch_model.bin`), and for the special tokens
 /// `generation_config.json` plus `tokenizer.json`, `added_tokens.json` or `vocab.json`.
 /// Weights in any float dtype are converted to `f32`; `proj_out.weight`, if stored, must
 /// equal the token embedding.
 ///
-/// Fails with [`Error::Io`] / [`Error::Json`] for unreadable files, [`Error::Candle`] for
-/// invalid safetensors, [`Error::Unsupported`] for another architecture,
+/// Fails with [`Error::Io`] / [`Error::Json`] for unreadable files, [`Error::UnknownLayout`]
+/// when there are no weights, [`Error::Candle`] for invalid weight files,
+/// [`Error::Unsupported`] for another architecture,
 /// [`Error::MissingTensor`] / [`Error::UnexpectedTensor`] / [`Error::ShapeMismatch`] for
-/// weights that do not match `config.json`, and [`Error::Token`] when a special token
+/// weights that do not match `config.json`, and [`Error::SpecialToken`] when a special token
 /// cannot be found.
 pub fn load_hf_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
     let dir = dir.as_ref();
@@ -641,40 +523,19 @@ pub fn load_hf_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
         )));
     }
 
-    let device = Device::Cpu;
-    let mut files = vec![dir.join("model.safetensors")];
-    let index_path = dir.join("model.safetensors.index.json");
-    if !files[0].is_file() && index_path.is_file() {
-        #[derive(Deserialize)]
-        struct Index {
-            weight_map: BTreeMap<String, String>,
-        }
-        let index: Index = read_json(&index_path)?;
-        let shards: BTreeSet<String> = index.weight_map.into_values().collect();
-        files = shards.into_iter().map(|s| dir.join(s)).collect();
-    }
     let mut tensors = BTreeMap::new();
     let mut proj_out = None;
-    for file in &files {
-        let bytes = std::fs::read(file).map_err(io_err(file))?;
-        let loaded = candle_core::safetensors::load_buffer(&bytes, &device)
-            .map_err(candle_err(format!("reading {}", file.display())))?;
-        drop(bytes);
-        for (name, t) in loaded {
-            let t = t
-                .to_dtype(DType::F32)
-                .map_err(candle_err(format!("converting `{name}` to f32")))?;
-            // `WhisperModel` checkpoints have no `model.` prefix.
-            let name = if name.starts_with("encoder.") || name.starts_with("decoder.") {
-                format!("model.{name}")
-            } else {
-                name
-            };
-            if name == "proj_out.weight" {
-                proj_out = Some(t);
-            } else {
-                tensors.insert(name, t);
-            }
+    for (name, t) in hf::load_dir(dir, DType::F32, &Device::Cpu)? {
+        // `WhisperModel` checkpoints have no `model.` prefix.
+        let name = if name.starts_with("encoder.") || name.starts_with("decoder.") {
+            format!("model.{name}")
+        } else {
+            name
+        };
+        if name == "proj_out.weight" {
+            proj_out = Some(t);
+        } else {
+            tensors.insert(name, t);
         }
     }
     if let (Some(proj), Some(embed)) = (&proj_out, tensors.get("model.decoder.embed_tokens.weight"))
@@ -741,14 +602,6 @@ pub fn load_hf_dir(dir: impl AsRef<Path>) -> Result<WhisperCheckpoint> {
         dims,
         tokens,
         tensors,
-    })
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: path.to_owned(),
-        source,
     })
 }
 
@@ -878,7 +731,7 @@ impl Vocabulary {
             .into_iter()
             .find(|(_, i)| *i == id)
             .map(|(code, _)| code)
-            .ok_or_else(|| Error::Token {
+            .ok_or_else(|| Error::SpecialToken {
                 dir: dir.to_owned(),
                 token: format!("language id {id}"),
                 reason: "not a language token in the vocabulary".into(),
@@ -886,7 +739,7 @@ impl Vocabulary {
     }
 
     fn resolve(&self, dir: &Path, dims: &WhisperDims, x: Explicit) -> Result<WhisperTokens> {
-        let missing = |token: &str| Error::Token {
+        let missing = |token: &str| Error::SpecialToken {
             dir: dir.to_owned(),
             token: token.to_owned(),
             reason: if self.files.is_empty() {
@@ -932,7 +785,7 @@ impl Vocabulary {
             begin_suppress_tokens: x.begin_suppress_tokens.unwrap_or_default(),
             alignment_heads,
         };
-        check_tokens(&tokens, dims).map_err(|(token, reason)| Error::Token {
+        check_tokens(&tokens, dims).map_err(|(token, reason)| Error::SpecialToken {
             dir: dir.to_owned(),
             token,
             reason,

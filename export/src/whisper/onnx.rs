@@ -55,16 +55,18 @@
 //! 95.0 → 29.1 MB, decoder 195.7 → 156.6 MB, of which the f32 table is 106 MB); the int8
 //! head is still the one that pays at run time, being the largest product of a step.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType as CandleDType, Device, Tensor as CandleTensor};
-use half::f16;
-use hearken::engine::{DType, Engine, EngineKind, Tensor, TractOptions};
+use hearken::engine::{DType, Engine, Tensor};
 use hearken::model::contract::{Contract, FeatureSpec, Head, ModelType};
 
 use super::{WhisperCheckpoint, WhisperDims};
 use crate::dims;
-use crate::onnx::{Conv1d, GraphBuilder, Int8Weight, store_int8_weight};
+use crate::error::{Error, Result, candle_err, io_err, runtime_err};
+pub use crate::onnx::Precision;
+use crate::onnx::layers::{Linear, affine, store_int8_matrix, store_linear, store_tensor};
+use crate::onnx::{Conv1d, GraphBuilder, Int8Weight};
 
 /// Sample rate of Whisper's features, in Hz.
 pub const SAMPLE_RATE_HZ: u32 = 16_000;
@@ -80,108 +82,6 @@ pub const N_FRAMES: usize = CHUNK_LENGTH_S as usize * SAMPLE_RATE_HZ as usize / 
 /// Epsilon of every Whisper LayerNorm (PyTorch's default).
 const LAYER_NORM_EPS: f32 = 1e-5;
 
-/// `Result` with this module's [`Error`] as the default error type.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Everything that can go wrong while exporting a Whisper checkpoint to ONNX or checking
-/// the export.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The requested precision has no exporter (every [`Precision`] has one today; kept so
-    /// that adding a precision does not break callers matching on this error).
-    #[error("Whisper ONNX export in {precision:?} is not implemented")]
-    PrecisionNotImplemented {
-        /// The precision asked for.
-        precision: Precision,
-    },
-
-    /// The checkpoint is inconsistent (a tensor missing or of the wrong shape), or the
-    /// candle reference failed.
-    #[error(transparent)]
-    Checkpoint(#[from] super::import::Error),
-
-    /// The checkpoint has dimensions the exported layout cannot express.
-    #[error("cannot export this Whisper checkpoint: {reason}")]
-    Unsupported {
-        /// What is wrong.
-        reason: String,
-    },
-
-    /// A candle op on the weights failed (transposing, concatenating, scaling).
-    #[error("{what}: {source}")]
-    Candle {
-        /// What was being done.
-        what: String,
-        /// candle's error.
-        source: candle_core::Error,
-    },
-
-    /// The ONNX writer rejected a graph.
-    #[error(transparent)]
-    Onnx(#[from] crate::onnx::Error),
-
-    /// A hearken tensor could not be built, or an engine failed to load or run an exported
-    /// graph.
-    #[error("{what}: {source}")]
-    Runtime {
-        /// What was being done.
-        what: String,
-        /// hearken's error.
-        source: hearken::Error,
-    },
-
-    /// An input to [`parity`] has the wrong size.
-    #[error("invalid {what}: expected {expected}, got {got}")]
-    InvalidInput {
-        /// What was checked.
-        what: String,
-        /// What was expected.
-        expected: String,
-        /// What was found.
-        got: String,
-    },
-
-    /// Writing a model file failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-}
-
-fn candle_err(what: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Candle { what, source }
-}
-
-fn runtime_err(what: impl Into<String>) -> impl FnOnce(hearken::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Runtime { what, source }
-}
-
-/// Element type of the exported weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Precision {
-    /// Everything in f32, as trained.
-    #[default]
-    F32,
-    /// Weight matrices stored in f16 (half the file), cast to f32 when the model is
-    /// loaded, so compute and activations stay f32; vectors stay f32.
-    F16,
-    /// Projection weights in int8, per output column and symmetric, with activations
-    /// quantized to u8 per tensor at run time (`DynamicQuantizeLinear` → `MatMulInteger`,
-    /// ONNX Runtime's `quantize_dynamic` scheme): about a quarter of the projections'
-    /// bytes and integer products; convolutions, embeddings and vectors stay f32. Logits
-    /// move far past f32's 1e-3 (whisper-base: up to 12% of their range on a prompt,
-    /// mostly as per-row offsets that leave the arg-max alone), so judge it by the tokens
-    /// and by the WER on a test set.
-    Int8,
-}
-
 /// The two exported graphs, serialized ONNX models.
 #[derive(Debug, Clone)]
 pub struct WhisperOnnx {
@@ -195,9 +95,10 @@ pub struct WhisperOnnx {
 /// documentation for their inputs and outputs), with the model contract in their
 /// metadata.
 ///
-/// Fails with [`Error::Checkpoint`] when a tensor is missing or misshapen,
-/// [`Error::Unsupported`] when `n_audio_ctx` is not half of [`N_FRAMES`] or `d_model` does
-/// not divide into the heads, and [`Error::Onnx`] when an int8 weight holds a NaN or an
+/// Fails with [`Error::MissingTensor`] / [`Error::ShapeMismatch`] /
+/// [`Error::UnexpectedTensor`] when a tensor is missing, misshapen or extra,
+/// [`Error::CannotExport`] when `n_audio_ctx` is not half of [`N_FRAMES`] or `d_model` does
+/// not divide into the heads, and [`Error::InvalidTensor`] when an int8 weight holds a NaN or an
 /// infinity.
 pub fn export(ckpt: &WhisperCheckpoint, precision: Precision) -> Result<WhisperOnnx> {
     super::import::validate(ckpt)?;
@@ -214,7 +115,7 @@ pub fn export(ckpt: &WhisperCheckpoint, precision: Precision) -> Result<WhisperO
 }
 
 /// [`export`]s `ckpt` and writes `encoder.onnx` and `decoder.onnx` into `dir` (created if
-/// needed). Tokenizer files are the caller's to copy.
+/// needed). Tokenizer files are the caller's to copy (see [`write_model_dir`]).
 ///
 /// Fails as [`export`] does, or with [`Error::Io`] when a file cannot be written.
 pub fn write_dir(
@@ -222,18 +123,42 @@ pub fn write_dir(
     dir: impl AsRef<Path>,
     precision: Precision,
 ) -> Result<()> {
-    let dir = dir.as_ref();
-    let onnx = export(ckpt, precision)?;
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
+    write_graphs(&export(ckpt, precision)?, dir.as_ref())
+}
+
+/// The files of a checkpoint directory that the runtime reads beside the graphs: the
+/// tokenizer (`tokenizer.json`, or CTranslate2's `vocabulary.txt`) and the feature
+/// extractor's settings.
+pub const TOKENIZER_FILES: [&str; 3] = [
+    "tokenizer.json",
+    "vocabulary.txt",
+    "preprocessor_config.json",
+];
+
+/// Writes a hearken Whisper model directory `dir` (created if needed): `onnx`'s two
+/// graphs, and those of [`TOKENIZER_FILES`] that the checkpoint directory `src` has.
+///
+/// Fails with [`Error::Io`] when a file cannot be written or copied.
+pub fn write_model_dir(onnx: &WhisperOnnx, src: &Path, dir: &Path) -> Result<()> {
+    write_graphs(onnx, dir)?;
+    for name in TOKENIZER_FILES {
+        let from = src.join(name);
+        if from.is_file() {
+            std::fs::copy(&from, dir.join(name)).map_err(io_err(&from))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `encoder.onnx` and `decoder.onnx` into `dir`, created if needed.
+fn write_graphs(onnx: &WhisperOnnx, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     for (name, bytes) in [
         ("encoder.onnx", &onnx.encoder),
         ("decoder.onnx", &onnx.decoder),
     ] {
         let path = dir.join(name);
-        std::fs::write(&path, bytes).map_err(|source| Error::Io { path, source })?;
+        std::fs::write(&path, bytes).map_err(io_err(&path))?;
     }
     Ok(())
 }
@@ -281,54 +206,6 @@ pub fn onnx_logits(
         ])
         .map_err(runtime_err("running decoder.onnx"))?;
     Ok(out.first().map(Tensor::to_f32_vec).unwrap_or_default())
-}
-
-/// The export parity gate: the largest absolute difference between the exported graphs'
-/// logits (run by tract, the engine every build has) and the candle
-/// [`Reference`](super::Reference)'s, for one window.
-///
-/// `mel`: (n_mels, 3000) row-major log-mel features; `tokens`: a prompt of 1 to
-/// n_text_ctx ids, decoded in one call from an empty cache. Compares all
-/// (n_tokens, n_vocab) logits.
-///
-/// Fails with [`Error::InvalidInput`] for a mel of the wrong size, [`Error::Checkpoint`]
-/// when the reference rejects the tokens, and [`Error::Runtime`] when an engine cannot
-/// load or run a graph.
-pub fn parity(
-    ckpt: &WhisperCheckpoint,
-    onnx: &WhisperOnnx,
-    mel: &[f32],
-    tokens: &[u32],
-) -> Result<f32> {
-    let d = &ckpt.dims;
-    let n_mels = d.num_mel_bins;
-    if mel.len() != n_mels * N_FRAMES {
-        return Err(Error::InvalidInput {
-            what: "mel".into(),
-            expected: format!(
-                "(n_mels = {n_mels}, {N_FRAMES}) = {} values",
-                n_mels * N_FRAMES
-            ),
-            got: format!("{} values", mel.len()),
-        });
-    }
-    let want = super::Reference::new(ckpt)?.logits(mel, tokens)?;
-    let engine = EngineKind::Tract(TractOptions::default())
-        .build()
-        .map_err(runtime_err("building the tract engine"))?;
-    let got = onnx_logits(engine.as_ref(), ckpt, onnx, mel, tokens)?;
-    if got.len() != want.len() {
-        return Err(Error::InvalidInput {
-            what: "decoder.onnx logits".into(),
-            expected: format!("{} values", want.len()),
-            got: format!("{} values", got.len()),
-        });
-    }
-    Ok(got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max))
 }
 
 /// The `hearken.whisper` metadata object: the dimensions under OpenAI's names
@@ -384,7 +261,8 @@ fn write_metadata(b: &mut GraphBuilder, ckpt: &WhisperCheckpoint, model_type: Mo
 
 fn check_dims(d: &WhisperDims) -> Result<()> {
     if 2 * d.max_source_positions != N_FRAMES {
-        return Err(Error::Unsupported {
+        return Err(Error::CannotExport {
+            architecture: "Whisper".into(),
             reason: format!(
                 "n_audio_ctx is {}, but a {CHUNK_LENGTH_S} s window of {N_FRAMES} mel frames \
                  gives {} encoder positions",
@@ -398,7 +276,8 @@ fn check_dims(d: &WhisperDims) -> Result<()> {
         ("n_text_head", d.decoder_attention_heads),
     ] {
         if heads == 0 || !d.d_model.is_multiple_of(heads) {
-            return Err(Error::Unsupported {
+            return Err(Error::CannotExport {
+                architecture: "Whisper".into(),
                 reason: format!(
                     "d_model {} does not split into {what} = {heads} heads",
                     d.d_model
@@ -430,37 +309,12 @@ impl Weights<'_> {
             .tensors
             .get(&name)
             .cloned()
-            .ok_or(Error::Checkpoint(super::import::Error::MissingTensor {
-                name,
-            }))
+            .ok_or(Error::MissingTensor { name })
     }
 
-    /// Stores `t` as initializer `name`; returns the name to read it by.
+    /// Stores `t` as initializer `name` (see [`store_tensor`]).
     fn store(&self, b: &mut GraphBuilder, name: &str, t: &CandleTensor) -> Result<String> {
-        let what = format!("converting `{name}`");
-        let data = t
-            .flatten_all()
-            .and_then(|t| t.to_dtype(CandleDType::F32))
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(candle_err(what.clone()))?;
-        // Matrices (projections, embeddings, convolution kernels) are nearly all of the
-        // bytes; vectors (biases, LayerNorm gains) stay f32, where f16 rounding would buy
-        // nothing. The `Cast` reads a constant, so both engines fold it when they load the
-        // model: compute stays f32, only the file shrinks.
-        if self.precision == Precision::F16 && t.rank() >= 2 {
-            let data = data.into_iter().map(f16::from_f32).collect();
-            let t = Tensor::from_f16(t.dims(), data).map_err(runtime_err(what))?;
-            let stored = b.initializer(&format!("{name}.f16"), &t);
-            b.node(
-                "Cast",
-                &[&stored],
-                &[name],
-                [("to", i64::from(DType::F32.onnx_code()).into())],
-            );
-            return Ok(name.to_owned());
-        }
-        let t = Tensor::from_f32(t.dims(), data).map_err(runtime_err(what))?;
-        Ok(b.initializer(name, &t))
+        store_tensor(b, name, t, self.precision)
     }
 
     /// Stores checkpoint tensor `hf` unchanged, as initializer `hf`.
@@ -469,34 +323,11 @@ impl Weights<'_> {
         self.store(b, hf, &t)
     }
 
-    /// Stores the input-major `(d_in, d_out)` weight `w` of a projection as `name`: as
-    /// [`store`](Self::store) does, or quantized to int8 per output column.
-    fn store_matrix(&self, b: &mut GraphBuilder, name: &str, w: &CandleTensor) -> Result<Matrix> {
-        Ok(match self.precision {
-            Precision::Int8 => Matrix::Int8(self.store_int8(b, name, w)?),
-            _ => Matrix::Float(self.store(b, name, w)?),
-        })
-    }
-
-    /// Stores the `(d_in, d_out)` matrix `w` quantized per column (see
-    /// [`store_int8_weight`]).
-    fn store_int8(&self, b: &mut GraphBuilder, name: &str, w: &CandleTensor) -> Result<Int8Weight> {
-        let what = format!("quantizing `{name}`");
-        let (d_in, d_out) = w.dims2().map_err(candle_err(what.clone()))?;
-        let data = w
-            .flatten_all()
-            .and_then(|t| t.to_dtype(CandleDType::F32))
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(candle_err(what))?;
-        Ok(store_int8_weight(b, name, &data, d_in, d_out)?)
-    }
-
     /// The input-major `(d_in, Σ d_out)` weight and `(Σ d_out)` bias of the linear layers
     /// `projs` (Hugging Face prefixes, e.g. `decoder.layers.0.self_attn.q_proj`) applied
     /// to the same input and concatenated along the output: each is `(scale, prefix)`,
     /// its weight and bias multiplied by `scale`, a missing bias (k_proj) taken as zeros.
-    /// Stored as `{name}.weight` (see [`store_matrix`](Self::store_matrix)) and
-    /// `{name}.bias`.
+    /// Stored as `{name}.weight` and `{name}.bias` (see [`store_linear`]).
     fn fused_linear(
         &self,
         b: &mut GraphBuilder,
@@ -534,10 +365,7 @@ impl Weights<'_> {
         }
         let w = CandleTensor::cat(&weights, 1).map_err(candle_err(what.clone()))?;
         let bias = CandleTensor::cat(&biases, 0).map_err(candle_err(what))?;
-        Ok(Linear {
-            weight: self.store_matrix(b, &format!("{name}.weight"), &w)?,
-            bias: self.store(b, &format!("{name}.bias"), &bias)?,
-        })
+        store_linear(b, name, &w, &bias, self.precision)
     }
 
     /// [`fused_linear`](Self::fused_linear) of the single layer `prefix`.
@@ -552,7 +380,7 @@ impl Weights<'_> {
         let name = "decoder.embed_tokens.weight";
         let what = format!("transposing `{name}`");
         let w = self.get(name)?.t().map_err(candle_err(what))?;
-        self.store_int8(b, &format!("{name}.t"), &w)
+        store_int8_matrix(b, &format!("{name}.t"), &w)
     }
 
     /// The weights of the self-attention block `attn` (e.g. `encoder.layers.0.self_attn`):
@@ -587,36 +415,8 @@ impl Weights<'_> {
     }
 }
 
-/// A projection's stored weight: `(d_in, d_out)`, input-major.
-enum Matrix {
-    /// f32, or f16 cast to f32 when loaded: an initializer (or `Cast` output) name.
-    Float(String),
-    /// int8 per output column, for [`GraphBuilder::matmul_int8`].
-    Int8(Int8Weight),
-}
-
-/// A stored linear layer: `(d_in, d_out)` weight and `(d_out)` f32 bias.
-struct Linear {
-    weight: Matrix,
-    bias: String,
-}
-
 // ---------------------------------------------------------------------------------------
 // Graph pieces
-
-/// `x (..., d_in) @ w (d_in, d_out)`, in integers for an int8 `w`.
-fn project(b: &mut GraphBuilder, x: &str, w: &Matrix) -> String {
-    match w {
-        Matrix::Float(w) => b.matmul(x, w),
-        Matrix::Int8(w) => b.matmul_int8(x, w),
-    }
-}
-
-/// `x (..., d_in) @ w (d_in, d_out) + bias`.
-fn affine(b: &mut GraphBuilder, x: &str, lin: &Linear) -> String {
-    let y = project(b, x, &lin.weight);
-    b.add(&y, &lin.bias)
-}
 
 /// [`GraphBuilder::split`] into a fixed number of pieces, as an array.
 fn split<const N: usize>(b: &mut GraphBuilder, x: &str, sizes: [i64; N], axis: i64) -> [String; N] {

@@ -27,9 +27,10 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde_json::{Value, json};
 
-use super::import::{Error, Result, candle_err, ct2_layout, hf_tensor_shapes};
+use super::import::{ct2_layout, hf_tensor_shapes};
 use super::{WhisperCheckpoint, WhisperDims, WhisperTokens};
 use crate::ct2::{self, VarRef};
+use crate::error::{Error, Result, candle_err};
 
 /// Languages of the multilingual tiny vocabulary, in OpenAI's order.
 const TINY_LANGUAGES: [&str; 4] = ["en", "zh", "de", "es"];

@@ -25,8 +25,8 @@
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear};
 
-use super::import::{Error, Result, candle_err};
 use super::{WhisperCheckpoint, WhisperDims, WhisperTokens};
+use crate::error::{Error, Result, candle_err};
 
 /// `eps` of every LayerNorm in Whisper (`nn.LayerNorm` default).
 const LAYER_NORM_EPS: f64 = 1e-5;
