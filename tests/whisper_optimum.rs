@@ -21,6 +21,7 @@ use std::sync::Arc;
 use hearken::decode::WhisperStep;
 use hearken::decode::whisper::{DecodeOptions, Fallback, Search, SpecialTokens, decode};
 use hearken::engine::Engine;
+use hearken::features::MelPadding;
 use hearken::model::whisper::{AudioContext, WhisperModel};
 use hearken::model::{Model, open_with};
 use hearken::offline::whisper::{Language, WhisperOptions as TranscribeOptions, transcribe};
@@ -329,6 +330,8 @@ fn transcribe_starts_with_the_reference_tokens() {
                 no_speech_threshold: None,
                 ..Fallback::default()
             },
+            // transformers pads the waveform; the reference tokens come from there.
+            mel_padding: MelPadding::Waveform,
             ..TranscribeOptions::default()
         };
         let t = transcribe(model.as_whisper().unwrap(), &audio(&e), &opts, &mut |_| {}).unwrap();

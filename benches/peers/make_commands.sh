@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Short synthesized voice commands for the short-utterance benchmark
-# (benches/peers/short_utterances.py --manifest): 30 one- or two-word commands, each
-# spoken by seven offline voices (Piper joe-us, flite awb/rms/slt/kal16, espeak-ng
-# en-us/en-gb), leading and trailing silence trimmed as in FSDD, 16 kHz mono WAV.
+# (benches/peers/short_utterances.py --manifest): 30 one- or two-word commands (0.3-1 s),
+# or with --phrases 30 requests of five to nine words (1.5-3 s), each spoken by seven
+# offline voices (Piper joe-us, flite awb/rms/slt/kal16, espeak-ng en-us/en-gb), leading
+# and trailing silence trimmed as in FSDD, 16 kHz mono WAV.
 # Writes OUT/NAME-VOICE.wav and OUT/manifest.jsonl ({"audio", "text"}).
-# Usage: bash benches/peers/make_commands.sh OUT   (installs Piper into .venv)
+# Usage: bash benches/peers/make_commands.sh OUT [--phrases]   (installs Piper into .venv)
 set -euo pipefail
 out=${1:?usage: make_commands.sh OUT}
 root="$(cd "$(dirname "$0")/../.." && pwd)"

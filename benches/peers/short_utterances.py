@@ -19,7 +19,7 @@ Rows:
   padding and resampling apart.
 
 Usage: .venv/bin/python benches/peers/short_utterances.py [--fsdd DIR | --manifest FILE]
-         [--model NAME] [--limit N]
+         [--model NAME] [--limit N] [--temperature 0]
   (needs `pip install faster-whisper==1.2.1` in .venv and target/release/hearken)
 """
 import argparse
@@ -66,11 +66,12 @@ def manifest_clips(path, limit):
     return out[:limit] if limit else out
 
 
-def hearken(files, padding, model):
+def hearken(files, padding, model, temperatures):
     out = subprocess.run(
         [os.path.join(ROOT, "target/release/hearken"), "transcribe", *files, "--model",
          os.path.join(ROOT, "models", model), "--engine", "ort", "--threads", "2",
          "--language", "en", "--beam-size", "1", "--mel-padding", padding,
+         "--temperature", ",".join(str(t) for t in temperatures),
          "--format", "jsonl"], capture_output=True, text=True, check=True).stdout
     return {json.loads(l)["file"]: json.loads(l)["text"] for l in out.splitlines()}
 
@@ -81,7 +82,10 @@ def main():
     ap.add_argument("--manifest")
     ap.add_argument("--model", default="whisper-base")
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--temperature", default="0,0.2,0.4,0.6,0.8,1.0",
+                    help="fallback temperatures for both sides; 0 makes decoding deterministic")
     args = ap.parse_args()
+    temps = [float(t) for t in args.temperature.split(",")]
     items = (manifest_clips(args.manifest, args.limit) if args.manifest
              else clips(args.fsdd, args.limit))
     files = [f for f, _ in items]
@@ -91,7 +95,8 @@ def main():
                          compute_type="float32", cpu_threads=2)
     fw = {}
     for f in files:
-        segs, _ = model.transcribe(f, language="en", beam_size=1, without_timestamps=True)
+        segs, _ = model.transcribe(f, language="en", beam_size=1, without_timestamps=True,
+                                   temperature=temps)
         fw[f] = "".join(s.text for s in segs).strip()
     results["faster-whisper fp32"] = fw
 
@@ -108,13 +113,14 @@ def main():
             resampled[p] = f
         at_16k = all(wave.open(f).getframerate() == 16000 for f in files)
         for padding in ("waveform", "features"):
-            results[f"hearken mel-padding {padding}"] = hearken(files, padding, args.model)
+            results[f"hearken mel-padding {padding}"] = hearken(files, padding, args.model, temps)
             if not at_16k:
-                got = hearken(list(resampled), padding, args.model)
+                got = hearken(list(resampled), padding, args.model, temps)
                 results[f"hearken mel-padding {padding}, PyAV-resampled"] = {
                     resampled[k]: v for k, v in got.items()}
 
-    print(f"{len(items)} clips ({args.manifest or 'FSDD test split: ' + args.fsdd}), {args.model}")
+    print(f"{len(items)} clips ({args.manifest or 'FSDD test split: ' + args.fsdd}), "
+          f"{args.model}, temperatures {args.temperature}")
     for name, texts in results.items():
         n = sum(right(d, texts.get(f, "")) for f, d in items)
         empty = sum(not texts.get(f, "").strip() for f, _ in items)

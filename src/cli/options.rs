@@ -156,9 +156,11 @@ pub struct DecodeArgs {
     /// Whisper: `transcribe`, or `translate` to English.
     #[arg(long, default_value = "transcribe")]
     pub task: String,
-    /// Whisper: how a window shorter than 30 s is padded: `waveform` (OpenAI,
-    /// transformers) or `features` (faster-whisper).
-    #[arg(long, default_value = "waveform")]
+    /// Whisper: how a window shorter than 30 s is padded: `auto` (the log-mel features,
+    /// faster-whisper's way, for windows of up to 2 s of audio, better on short commands;
+    /// the waveform above), `auto:SECONDS`, `features`, or `waveform` (OpenAI's and
+    /// transformers', for token-exact comparisons with them).
+    #[arg(long, default_value = "auto")]
     pub mel_padding: String,
     /// Whisper: text that primes the first window (names, spellings).
     #[arg(long)]
