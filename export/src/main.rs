@@ -14,6 +14,8 @@ use hearken_export::wav2vec2::{self, Wav2Vec2Checkpoint};
 use hearken_export::whisper::onnx::{Precision, WhisperOnnx, export, onnx_logits, parity};
 use hearken_export::whisper::{Reference, WhisperCheckpoint, load_dir};
 
+mod cli;
+
 /// Import Hugging Face / CTranslate2 checkpoints and export them to ONNX for hearken.
 #[derive(Parser)]
 #[command(name = "hearken-export", version, about)]
@@ -28,6 +30,9 @@ enum Command {
     /// CTranslate2, detected from its files) into a hearken model directory, running the
     /// parity gate.
     Convert(ConvertArgs),
+    /// Train or fine-tune a model (`train classify`: an audio classifier), writing a
+    /// Hugging Face checkpoint and, with `--export`, a hearken model directory.
+    Train(cli::train::TrainArgs),
 }
 
 #[derive(clap::Args)]
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<()> {
     match args.command {
         Command::Convert(a) => convert(a),
+        Command::Train(a) => cli::train::run(a),
     }
 }
 

@@ -252,8 +252,8 @@ pub fn apply_overrides(
             return Err(bad(
                 format!("configuration override `{key}`"),
                 format!(
-                    "one of the training-time fields {} (the architecture of a checkpoint \
-                     cannot change)",
+                    "one of the training-time fields {} (the others define the \
+                     architecture)",
                     TRAINING_FIELDS.join(", ")
                 ),
                 key.clone(),
@@ -300,14 +300,15 @@ pub struct ClassifyOptions {
 
 impl ClassifyOptions {
     /// Options for `init` with the defaults: batches of 8 (transformers'
-    /// `per_device_train_batch_size`), shuffled, no crop, evaluation on whole clips, seed 42.
+    /// `per_device_train_batch_size`), shuffled, no crop (and, with one, evaluation on the
+    /// start of a clip, as the feature extractor's `truncation=True` keeps), seed 42.
     pub fn new(init: ClassifyInit) -> Self {
         ClassifyOptions {
             init,
             overrides: serde_json::Map::new(),
             trainable: None,
             max_duration_s: None,
-            eval_crop: EvalCrop::Whole,
+            eval_crop: EvalCrop::Start,
             batch_size: 8,
             eval_batch_size: 8,
             order: Order::Shuffle,
@@ -463,6 +464,12 @@ impl ClassifyTask {
         let (mut model, labels, preprocessor) = match &options.init {
             ClassifyInit::Checkpoint { dir, replace_head } => {
                 let config_path = dir.join("config.json");
+                if !dir.is_dir() {
+                    return Err(Error::Unsupported {
+                        path: dir.clone(),
+                        reason: "no such checkpoint directory".into(),
+                    });
+                }
                 if !config_path.is_file() {
                     return Err(Error::Unsupported {
                         path: dir.clone(),
