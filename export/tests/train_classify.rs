@@ -545,6 +545,19 @@ fn cli_errors_name_the_problem() {
         ],
         &["no checkpoint-* folder"],
     );
+    train_err(
+        &[
+            "--data",
+            &m,
+            "--init",
+            &init(),
+            "--out",
+            &out,
+            "--metric-for-best-model",
+            "wer",
+        ],
+        &["--metric-for-best-model wer", "loss, accuracy, f1"],
+    );
     assert!(
         !Path::new(&out).join("model.safetensors").exists(),
         "a failed run wrote a model"

@@ -433,9 +433,26 @@ fn resume_dir(spec: &str, out: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The metrics the classification task evaluates.
+const METRICS: [&str; 3] = ["loss", "accuracy", "f1"];
+
 fn classify(a: ClassifyArgs) -> Result<()> {
     if let Some(n) = a.threads {
         set_threads(n)?;
+    }
+    // Checked before hours of training, not when they are used.
+    let metric = a.metric_for_best_model.as_str();
+    if !METRICS.contains(&metric.strip_prefix("eval_").unwrap_or(metric)) {
+        bail!(
+            "--metric-for-best-model {metric}: the task evaluates {}",
+            METRICS.join(", ")
+        );
+    }
+    if a.export && !["fp32", "fp16", "int8"].contains(&a.export_precision.as_str()) {
+        bail!(
+            "--export-precision {}: expected fp32, fp16 or int8",
+            a.export_precision
+        );
     }
     let t0 = Instant::now();
     let resume = match &a.resume_from_checkpoint {
