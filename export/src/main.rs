@@ -15,6 +15,8 @@ use hearken_export::verify::{self, Engines, ManifestEntry, Wav2Vec2Batch, Whispe
 use hearken_export::wav2vec2;
 use hearken_export::whisper::{self, onnx as whisper_onnx};
 
+mod cli;
+
 /// Import Hugging Face / CTranslate2 checkpoints and export them to ONNX for hearken.
 #[derive(Parser)]
 #[command(name = "hearken-export", version, about)]
@@ -29,6 +31,9 @@ enum Command {
     /// CTranslate2, detected from its files) into a hearken model directory, running the
     /// parity gate.
     Convert(ConvertArgs),
+    /// Train or fine-tune a model (`train classify`: an audio classifier), writing a
+    /// Hugging Face checkpoint and, with `--export`, a hearken model directory.
+    Train(cli::train::TrainArgs),
 }
 
 #[derive(clap::Args)]
@@ -81,6 +86,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<()> {
     match args.command {
         Command::Convert(a) => convert(a),
+        Command::Train(a) => cli::train::run(a),
     }
 }
 

@@ -10,6 +10,8 @@
 //! Configuration is [`TrainingArguments`], with Hugging Face's field names and defaults,
 //! and the semantics of HF's `Trainer` where they matter for reproducing a run (loss
 //! scaling under accumulation, schedule stepping, what is logged).
+//!
+//! The jobs themselves are in [`tasks`] (audio classification: [`tasks::classify`]).
 
 pub mod checkpoint;
 pub mod data;
@@ -20,6 +22,7 @@ pub mod optim;
 pub mod plot;
 pub mod progress;
 pub mod schedule;
+pub mod tasks;
 pub mod trainer;
 
 #[cfg(test)]

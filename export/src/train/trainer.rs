@@ -568,6 +568,11 @@ impl Trainer {
 
         if args.load_best_model_at_end {
             match &state.best_model_checkpoint {
+                // The last evaluation was the best: the weights in hand are the best model.
+                // HF's `DefaultFlowCallback` saves a checkpoint at the last step, so there
+                // its best checkpoint is this one; here no checkpoint may have been written
+                // at that step, and an older best one must not replace it.
+                _ if state.best_global_step == Some(state.global_step) => {}
                 Some(dir) => task.load(dir)?,
                 None => {
                     let w = "load_best_model_at_end: no checkpoint was saved at an evaluation; \

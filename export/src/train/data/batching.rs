@@ -290,6 +290,15 @@ pub fn collate(
     })
 }
 
+/// The generator of training batch `b` of an epoch whose batches were seeded with `seed`
+/// ([`Epoch::batch_seed`]): that seed's stream `b`, so each batch draws its crops and
+/// augmentation independently of the others.
+pub fn batch_rng(seed: [u8; 32], b: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    rng.set_stream(b as u64);
+    rng
+}
+
 /// One epoch's batches, built on demand.
 pub struct Epoch<'a> {
     set: &'a AudioSet,
@@ -363,6 +372,13 @@ impl<'a> Epoch<'a> {
         &self.plan
     }
 
+    /// The seed of the training batches' generators ([`batch_rng`]); `None` for an
+    /// evaluation pass. With it and [`Epoch::plan`], a caller can rebuild any batch later
+    /// with [`collate`], without keeping the epoch (which borrows the set).
+    pub fn batch_seed(&self) -> Option<[u8; 32]> {
+        self.batch_seed
+    }
+
     /// The number of batches.
     pub fn n_batches(&self) -> usize {
         self.plan.len()
@@ -379,8 +395,7 @@ impl<'a> Epoch<'a> {
         })?;
         match self.batch_seed {
             Some(seed) => {
-                let mut rng = ChaCha8Rng::from_seed(seed);
-                rng.set_stream(b as u64);
+                let mut rng = batch_rng(seed, b);
                 let stage = Stage::Train {
                     rng: &mut rng,
                     augment: self.augment,
@@ -812,6 +827,15 @@ mod tests {
         assert_eq!(epoch.len(), 4);
         assert_eq!(epoch.batch(2).unwrap(), a[2]);
         assert!(epoch.batch(4).is_err());
+        // ... and so does a batch rebuilt later from the plan and the batch seed alone.
+        let seed = epoch.batch_seed().unwrap();
+        let stage = Stage::Train {
+            rng: &mut batch_rng(seed, 3),
+            augment: Some(&augment),
+        };
+        let rebuilt = collate(&s, &epoch.plan()[3], &features, stage).unwrap();
+        assert_eq!(rebuilt, a[3]);
+        assert_eq!(Epoch::eval(&s, &features, 4).unwrap().batch_seed(), None);
         // Evaluation: in order, all of each clip up to the crop, no randomness.
         let e: Vec<Batch> = Epoch::eval(&s, &features, 4)
             .unwrap()

@@ -94,7 +94,9 @@ pub mod table;
 use std::path::{Path, PathBuf};
 
 pub use augment::{Augment, GainAugment, NoiseAugment};
-pub use batching::{Batch, BatchConfig, BatchTensors, Epoch, Order, Stage, collate, plan_epoch};
+pub use batching::{
+    Batch, BatchConfig, BatchTensors, Epoch, Order, Stage, batch_rng, collate, plan_epoch,
+};
 pub use columns::{AUDIO_COLUMNS, Columns};
 pub use features::{AudioSet, EvalCrop, FeatureConfig};
 pub use split::{DataSpec, EvalSplit, LabelVocab, Splits, split_by_ratio};

@@ -270,6 +270,34 @@ fn train_trainer_load_best_and_rotation() {
     assert_eq!(state.log_history.len(), 4);
 }
 
+#[test]
+fn train_trainer_load_best_keeps_the_last_weights_when_they_are_the_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = Scripted {
+        toy: Toy::new(0, 32, 4, 4, 0.0),
+        // Evaluations at steps 2, 4, 6 and at the last, 7, which no checkpoint is saved at.
+        metric: VecDeque::from([0.7, 0.9, 0.8, 0.95]),
+    };
+    let a = TrainingArguments {
+        max_steps: Some(7),
+        eval_steps: Some(2),
+        save_steps: Some(2),
+        load_best_model_at_end: true,
+        metric_for_best_model: Some("accuracy".into()),
+        ..args(dir.path())
+    };
+    let out = Trainer::new(a).unwrap().train(&mut task).unwrap();
+    assert_eq!(out.best_metric, Some(0.95));
+    assert_eq!(out.global_step, 7);
+    // checkpoint-4 was the best when it was saved; the last weights beat it and stay.
+    let mut older = Toy::new(9, 32, 4, 4, 0.0);
+    older.load(&checkpoint_dir(dir.path(), 4)).unwrap();
+    assert_ne!(task.toy.weights(), older.weights());
+    let mut saved = Toy::new(9, 32, 4, 4, 0.0);
+    saved.load(dir.path()).unwrap();
+    assert_eq!(task.toy.weights(), saved.weights());
+}
+
 /// A task that fails after a number of loss calls: a run killed mid-way.
 struct Crashing {
     toy: Toy,
