@@ -650,7 +650,8 @@ fn export_onnx(src: &Path, out: &Path, precision: &str) -> Result<()> {
         precision: precision.to_string(),
         parity_audio: None,
         parity_tolerance: None,
-        eval_manifest: None,
+        wer_manifest: None,
+        no_wer_gate: false,
         allow_wer_increase: false,
     })
 }
