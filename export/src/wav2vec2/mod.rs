@@ -331,6 +331,15 @@ impl Wav2Vec2Config {
         }
     }
 
+    /// [`Wav2Vec2Config::family`], or [`Error::Unsupported`] naming `path` (the
+    /// configuration's file) for another `model_type`.
+    pub(crate) fn require_family(&self, path: &Path) -> Result<Family> {
+        self.family().ok_or_else(|| Error::Unsupported {
+            path: path.to_path_buf(),
+            reason: format!("model_type `{}` is not wav2vec2 or hubert", self.model_type),
+        })
+    }
+
     /// Makes the configuration describe `head` on a `family` model, as transformers'
     /// `*ForCTC` / `*ForSequenceClassification` configurations do: `architectures`, and
     /// `vocab_size` with `pad_token_id` (the blank) for CTC, or `id2label`, `label2id`,
@@ -463,12 +472,7 @@ fn read_config(dir: &Path) -> Result<(Wav2Vec2Config, Family)> {
         path: config_path.clone(),
         reason,
     };
-    let Some(family) = config.family() else {
-        return Err(unsupported(format!(
-            "model_type `{}` is not wav2vec2 or hubert",
-            config.model_type
-        )));
-    };
+    let family = config.require_family(&config_path)?;
     if config.add_adapter {
         return Err(unsupported(
             "adapter layers (`add_adapter`) are not supported".into(),

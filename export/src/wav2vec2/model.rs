@@ -733,15 +733,7 @@ impl Wav2Vec2Model {
         rng: &mut ChaCha8Rng,
     ) -> Result<Self> {
         let path = PathBuf::from("<new model>/config.json");
-        let family = config.family().ok_or_else(|| {
-            unsupported(
-                &path,
-                format!(
-                    "model_type `{}` is not wav2vec2 or hubert",
-                    config.model_type
-                ),
-            )
-        })?;
+        let family = config.require_family(&path)?;
         let mut config = config.clone();
         config.set_head(family, &head)?;
         check_config(&config, &path)?;
@@ -762,15 +754,7 @@ impl Wav2Vec2Model {
         device: &Device,
     ) -> Result<Self> {
         let path = PathBuf::from("<varmap>/config.json");
-        let family = config.family().ok_or_else(|| {
-            unsupported(
-                &path,
-                format!(
-                    "model_type `{}` is not wav2vec2 or hubert",
-                    config.model_type
-                ),
-            )
-        })?;
+        let family = config.require_family(&path)?;
         check_config(config, &path)?;
         let store = ParamStore::new(varmap.clone(), HashMap::new(), None, None);
         Self::build(
