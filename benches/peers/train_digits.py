@@ -40,7 +40,13 @@ default Kaiser window, beta 5.0), done once when loading. Clips longer than
 `--max-duration` (1.0 s) are cropped: training takes a window at a uniformly random offset
 in 0..=len-N drawn from the seeded data generator (as hearken does; transformers'
 `random_subsample` draws 0..=len-N-1), evaluation takes the first N samples (what
-`truncation=True` keeps). Then `Wav2Vec2FeatureExtractor` semantics with
+`truncation=True` keeps). Optional training augmentation, as hearken's flags of the same
+names: `--augment-speed MIN:MAX[:P]` reads the whole clip as recorded at
+`round(16000 f / 80) * 80` Hz (f uniform, chance P) and resamples it to 16 kHz with
+`resample_poly` before the crop; `--augment-noise MIN:MAX[:P]` adds white Gaussian noise at
+an SNR uniform in MIN..MAX dB of the clip's mean power after it (the draws come from the
+data generator, so they are not hearken's draws, only the same distributions). Then
+`Wav2Vec2FeatureExtractor` semantics with
 `do_normalize=True`: each clip alone, over its real samples, `(x - mean) /
 sqrt(var + 1e-7)` (population variance), then zero padding to the longest clip of the
 batch, and an attention mask (1 = real sample) that is given to the model.
@@ -164,11 +170,49 @@ def parse_args(argv):
     ap.add_argument("--warmup-steps-excluded", type=int, default=5, help="first steps left out of the timing")
     ap.add_argument("--limit-train", type=int, default=0, help="train on a seeded subset of N clips")
     ap.add_argument("--limit-eval", type=int, default=0, help="evaluate on a seeded subset of N clips of each set")
+    ap.add_argument("--augment-speed", type=aug_range, metavar="MIN:MAX[:P]",
+                    help="speed perturbation in training, as hearken's --augment-speed")
+    ap.add_argument("--augment-noise", type=aug_range, metavar="MIN:MAX[:P]",
+                    help="white noise at an SNR (dB) in training, as hearken's --augment-noise")
     ap.add_argument("--json", type=Path, help="write the report here")
     return ap.parse_args(argv)
 
 
 # ---------------------------------------------------------------- data
+
+
+def aug_range(text):
+    parts = [float(t) for t in text.split(":")]
+    if len(parts) not in (2, 3) or parts[0] > parts[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MIN:MAX or MIN:MAX:P")
+    return (parts[0], parts[1], parts[2] if len(parts) == 3 else 1.0)
+
+
+def speed_perturb(x, speed, rng):
+    """hearken's speed perturbation: read the clip as recorded at round(16000 f / 80) * 80 Hz
+    (f uniform in MIN..MAX, with chance P) and resample it to 16 kHz."""
+    lo, hi, p = speed
+    if rng.random() >= p:
+        return x
+    from_hz = int(round(SR_OUT * rng.uniform(lo, hi) / 80.0)) * 80
+    if from_hz == SR_OUT:
+        return x
+    from scipy.signal import resample_poly
+
+    g = math.gcd(SR_OUT, from_hz)
+    return resample_poly(x, SR_OUT // g, from_hz // g).astype(np.float32)
+
+
+def add_noise(x, noise, rng):
+    """White Gaussian noise at an SNR uniform in MIN..MAX dB of the clip's mean power, chance P."""
+    lo, hi, p = noise
+    if rng.random() >= p:
+        return x
+    power = float(np.mean(x.astype(np.float64) ** 2))
+    if power == 0.0:
+        return x
+    std = math.sqrt(power / 10 ** (rng.uniform(lo, hi) / 10))
+    return (x + rng.normal(0.0, std, size=len(x))).astype(np.float32)
 
 
 def read_wav(path: Path):
@@ -229,13 +273,18 @@ def load_sets(args):
     return sets, resampler
 
 
-def make_batch(clips, max_samples, rng):
-    """Crop (random with `rng`, else the start), normalize each clip alone, zero-pad, mask."""
+def make_batch(clips, max_samples, rng, speed=None, noise=None):
+    """Speed-perturb (training, optional), crop (random with `rng`, else the start), add noise
+    (training, optional), normalize each clip alone, zero-pad, mask."""
     cropped = []
     for x in clips:
+        if rng is not None and speed:
+            x = speed_perturb(x, speed, rng)
         if max_samples and len(x) > max_samples:
             start = int(rng.integers(0, len(x) - max_samples + 1)) if rng is not None else 0
             x = x[start : start + max_samples]
+        if rng is not None and noise:
+            x = add_noise(x, noise, rng)
         x = x.astype(np.float64)  # the extractor normalizes in float64 (np.var of a float32 list)
         cropped.append(((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32))
     n = max(len(x) for x in cropped)
@@ -377,7 +426,9 @@ def main(argv=None) -> int:
         order = data_rng.permutation(len(train))
         for b in range(steps_per_epoch):
             idx = order[b * args.batch_size : (b + 1) * args.batch_size]
-            values, mask = make_batch([train[i][0] for i in idx], max_samples, data_rng)
+            values, mask = make_batch(
+                [train[i][0] for i in idx], max_samples, data_rng, args.augment_speed, args.augment_noise
+            )
             x, m = torch.from_numpy(values), torch.from_numpy(mask)
             y = torch.tensor([train[i][1] for i in idx])
 
@@ -447,6 +498,8 @@ def main(argv=None) -> int:
         "weight_decay": args.weight_decay,
         "max_grad_norm": args.max_grad_norm,
         "max_duration_s": args.max_duration,
+        "augment_speed": args.augment_speed,
+        "augment_noise": args.augment_noise,
         "step_time_mean_s": statistics.fmean(timed),
         "step_time_p50_s": statistics.median(timed),
         "step_times_excluded": min(args.warmup_steps_excluded, len(step_times) - len(timed)),

@@ -615,3 +615,73 @@ fn cli_fsdd_smoke_run_with_a_tiny_model_from_scratch() {
     assert_eq!(report["test"]["n_examples"], 500);
     assert_eq!(report["eval"]["labels"].as_array().unwrap().len(), 10);
 }
+
+#[test]
+fn cli_augmentation_changes_the_batches_and_logs_plain_progress_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, i) = (manifest(), init());
+    let run = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let out_s = out.display().to_string();
+        let mut args = vec![
+            "train",
+            "classify",
+            "--data",
+            &m,
+            "--init",
+            &i,
+            "--out",
+            &out_s,
+            "--max-steps",
+            "7",
+            "--batch-size",
+            "4",
+            "--log-every",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        // Progress on: stderr is a pipe here, so the run prints lines, not a bar.
+        let output = Command::new(env!("CARGO_BIN_EXE_hearken-export"))
+            .args(&args)
+            .output()
+            .expect("running hearken-export");
+        let stderr = text(&output.stderr);
+        assert!(output.status.success(), "{name}: {stderr}");
+        (out, stderr, text(&output.stdout))
+    };
+    let (plain, stderr, stdout) = run("plain", &[]);
+    for step in 1..=7 {
+        assert!(
+            stderr.contains(&format!("step {step}/7 (epoch ")),
+            "no progress line for step {step} in:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains('\r') && !stderr.contains('\u{1b}'), "{stderr:?}");
+    assert!(stdout.contains("update time: mean"), "{stdout}");
+
+    let (sped, _, _) = run(
+        "augmented",
+        &["--augment-speed", "0.8:1.2", "--augment-noise", "5:10"],
+    );
+    let (a, b) = (losses(&plain), losses(&sped));
+    assert_eq!(a.len(), 7);
+    assert_eq!(b.len(), 7);
+    assert!(b.iter().all(|(_, l)| l.is_finite()));
+    // Same seed, same dropout draws: only the augmented audio can move the first loss.
+    assert_ne!(a[0].1, b[0].1, "augmentation left the first batch unchanged");
+
+    let out = tmp.path().join("bad").display().to_string();
+    for (flag, value, needle) in [
+        ("--augment-speed", "1.2:0.8", "speed factor range"),
+        ("--augment-speed", "0.3:1.0", "speed factor range"),
+        ("--augment-noise", "10:20:1.5", "probability"),
+        ("--augment-noise", "ten:20", "not a number"),
+    ] {
+        train_err(
+            &[
+                "--data", &m, "--init", &i, "--out", &out, "--max-steps", "1", flag, value,
+            ],
+            &[needle],
+        );
+    }
+}

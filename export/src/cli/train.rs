@@ -20,7 +20,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use hearken_export::train::checkpoint::{self, TrainerState};
-use hearken_export::train::data::{Columns, DataSpec, EvalCrop, EvalSplit, Order, Source};
+use hearken_export::train::data::{
+    Augment, Columns, DataSpec, EvalCrop, EvalSplit, GainAugment, NoiseAugment, Order, Source,
+    SpeedAugment,
+};
 use hearken_export::train::tasks::classify::{
     ClassifyData, ClassifyInit, ClassifyOptions, ClassifyTask, scratch_config, write_reports,
 };
@@ -89,6 +92,19 @@ struct ClassifyArgs {
     /// Batch clips of similar lengths together (transformers' group_by_length).
     #[arg(long, help_heading = "Data")]
     group_by_length: bool,
+    /// Speed perturbation in training: play each clip at a speed drawn from MIN..MAX
+    /// (resampled, so pitch and formants move with it; before cropping), with chance P
+    /// (default 1), e.g. `0.9:1.1`.
+    #[arg(long, value_name = "MIN:MAX[:P]", help_heading = "Augmentation")]
+    augment_speed: Option<AugmentRange>,
+    /// Additive white noise in training at an SNR (dB, against the clip's own power)
+    /// drawn from MIN..MAX, with chance P (default 1), e.g. `10:30:0.5`.
+    #[arg(long, value_name = "MIN:MAX[:P]", help_heading = "Augmentation")]
+    augment_noise: Option<AugmentRange>,
+    /// Random gain in training, in dB from MIN..MAX, with chance P (default 1); with the
+    /// usual per-clip normalization (`do_normalize`) it has no effect.
+    #[arg(long, value_name = "MIN:MAX[:P]", help_heading = "Augmentation")]
+    augment_gain: Option<AugmentRange>,
 
     /// Where the model comes from: a Hugging Face checkpoint directory (a
     /// *ForSequenceClassification with the data's labels, or a base HubertModel /
@@ -394,8 +410,63 @@ fn options(a: &ClassifyArgs) -> Result<ClassifyOptions> {
             Order::Shuffle
         },
         seed: a.seed,
+        augment: augment(a),
         ..ClassifyOptions::new(init)
     })
+}
+
+/// `MIN:MAX[:P]`: a range of an augmentation's level and the chance of applying it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct AugmentRange {
+    min: f32,
+    max: f32,
+    probability: f64,
+}
+
+impl std::str::FromStr for AugmentRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let num = |t: &str| {
+            t.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("`{t}` is not a number (expected MIN:MAX[:P])"))
+        };
+        match parts.as_slice() {
+            [min, max] | [min, max, _] => Ok(AugmentRange {
+                min: num(min)? as f32,
+                max: num(max)? as f32,
+                probability: match parts.get(2) {
+                    Some(p) => num(p)?,
+                    None => 1.0,
+                },
+            }),
+            _ => Err(format!("`{s}`: expected MIN:MAX or MIN:MAX:P")),
+        }
+    }
+}
+
+/// The augmentation flags as an [`Augment`], `None` when none is given.
+fn augment(a: &ClassifyArgs) -> Option<Augment> {
+    let augment = Augment {
+        speed: a.augment_speed.map(|r| SpeedAugment {
+            min_factor: r.min,
+            max_factor: r.max,
+            probability: r.probability,
+        }),
+        noise: a.augment_noise.map(|r| NoiseAugment {
+            min_snr_db: r.min,
+            max_snr_db: r.max,
+            probability: r.probability,
+        }),
+        gain: a.augment_gain.map(|r| GainAugment {
+            min_db: r.min,
+            max_db: r.max,
+            probability: r.probability,
+        }),
+    };
+    (!augment.is_off()).then_some(augment)
 }
 
 /// Sets the math threads of candle (which reads them from the environment when its pool
@@ -582,6 +653,18 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         },
         out.training_loss
     );
+    if let Some(t) = out.update_time {
+        println!(
+            "update time: mean {:.1} ms, p50 {:.1} ms over {} updates (batch building \
+             included){}",
+            t.mean_s * 1e3,
+            t.p50_s * 1e3,
+            t.updates,
+            peak_rss_mib()
+                .map(|m| format!("; peak memory (RSS) {m:.0} MiB"))
+                .unwrap_or_default()
+        );
+    }
     if let (Some(best), Some(step)) = (out.best_metric, state.best_global_step) {
         let which = if !load_best {
             "the last update's".to_string()
@@ -619,6 +702,14 @@ fn classify(a: ClassifyArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The process's peak resident memory in MiB (`VmHWM`), where the system reports it.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Removes what an earlier run left in `out` that this one might not overwrite: its

@@ -30,6 +30,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
@@ -235,6 +236,48 @@ pub struct TrainOutput {
     pub last_eval: Metrics,
     /// The warnings printed during the run.
     pub warnings: Vec<String>,
+    /// The wall time of this run's updates, when it made more than
+    /// [`UpdateTime::WARMUP_UPDATES`].
+    pub update_time: Option<UpdateTime>,
+}
+
+/// The wall time of one update: building its batches (crop, augmentation, padding),
+/// forward, loss, backward, accumulation, clipping and the optimizer step; evaluation,
+/// logging and checkpoints are not in it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UpdateTime {
+    /// The mean, in seconds.
+    pub mean_s: f64,
+    /// The median, in seconds.
+    pub p50_s: f64,
+    /// How many updates were measured.
+    pub updates: usize,
+}
+
+impl UpdateTime {
+    /// The first updates of a run, not measured: allocation and caches warm up in them.
+    pub const WARMUP_UPDATES: usize = 5;
+
+    /// The summary of `seconds` past the first [`Self::WARMUP_UPDATES`]; `None` when none
+    /// is left.
+    pub fn of(seconds: &[f64]) -> Option<Self> {
+        let mut kept = seconds.get(Self::WARMUP_UPDATES..)?.to_vec();
+        if kept.is_empty() {
+            return None;
+        }
+        kept.sort_by(f64::total_cmp);
+        let n = kept.len();
+        let p50_s = if n % 2 == 1 {
+            kept[n / 2]
+        } else {
+            (kept[n / 2 - 1] + kept[n / 2]) / 2.0
+        };
+        Some(UpdateTime {
+            mean_s: kept.iter().sum::<f64>() / n as f64,
+            p50_s,
+            updates: n,
+        })
+    }
 }
 
 /// Runs a [`Task`] under [`TrainingArguments`].
@@ -470,6 +513,7 @@ impl Trainer {
         let mut stopped_early = false;
         let mut last_eval = Metrics::new();
         let mut last_loss = None;
+        let mut update_seconds = Vec::new();
         while state.global_step < max_steps {
             if micro >= batches.len() {
                 epoch += 1;
@@ -484,6 +528,7 @@ impl Trainer {
             let group = micro..(micro + accumulation).min(n_batches);
             let n_group = group.len();
 
+            let update_start = Instant::now();
             let mut grads = GradStore::default();
             let mut loss_sum = 0.0;
             for batch in &batches[group.clone()] {
@@ -504,6 +549,7 @@ impl Trainer {
             let lr = schedule.lr(args.learning_rate, step);
             optimizer.step(&grads, lr)?;
             drop(grads);
+            update_seconds.push(update_start.elapsed().as_secs_f64());
 
             micro = group.end;
             state.epoch_index = epoch;
@@ -515,6 +561,7 @@ impl Trainer {
             state.total_loss_sum += step_loss;
 
             let last = step >= max_steps;
+            let mut logged = false;
             let mut entry = LogEntry::new();
             entry.insert("step".into(), step.into());
             entry.insert("epoch".into(), json_f64(state.epoch));
@@ -526,6 +573,7 @@ impl Trainer {
                 state.logging_loss_sum = 0.0;
                 state.logging_loss_steps = 0;
                 last_loss = Some(loss);
+                logged = true;
             }
             let eval_due =
                 args.eval_steps.is_some_and(|k| step % k == 0) || micro == n_batches || last;
@@ -554,7 +602,7 @@ impl Trainer {
             if args.save_steps.is_some_and(|k| step % k == 0) {
                 self.save_checkpoint(task, &optimizer, &mut state)?;
             }
-            progress.update(step, last_loss, lr);
+            progress.update(step, state.epoch, last_loss, lr, logged);
             if stopped_early {
                 progress.println(&format!(
                     "early stopping at step {step}: {} did not improve in {} evaluations",
@@ -600,6 +648,7 @@ impl Trainer {
             best_model_checkpoint: state.best_model_checkpoint.clone(),
             last_eval,
             warnings,
+            update_time: UpdateTime::of(&update_seconds),
         })
     }
 

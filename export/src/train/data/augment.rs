@@ -1,8 +1,16 @@
-//! Waveform augmentation for training: random gain and additive white noise.
+//! Waveform augmentation for training: speed perturbation, random gain and additive white
+//! noise.
 //!
-//! Applied to each training example after cropping and **before** normalization, with the
-//! batch's seeded generator, in a fixed order: gain, then noise. Evaluation is never
-//! augmented.
+//! Speed perturbation (Ko et al., "Audio augmentation for speech recognition", 2015, as
+//! Kaldi's and ESPnet's recipes use it) plays the clip faster or slower by a factor `f`:
+//! `y(t) = x(f·t)`, which shortens it to `1/f` of its length and moves every formant and
+//! the pitch by `f`, the way a shorter or longer vocal tract does; it is the classic
+//! remedy for a model that has heard few speakers. It resamples the whole clip (through
+//! `hearken::audio`'s windowed-sinc resampler: the clip is read as if recorded at
+//! `round(f · rate)` Hz) **before** cropping, so a crop still holds `max_duration_s` of
+//! audio. Gain and noise follow, after cropping and **before** normalization. All draw
+//! from the batch's seeded generator in a fixed order: speed, (the crop), gain, noise.
+//! Evaluation is never augmented.
 //!
 //! Two consequences worth knowing. With `do_normalize` (the usual Wav2Vec2 setting), the
 //! per-utterance normalization divides out any gain (the noise is relative to the signal,
@@ -20,10 +28,24 @@ use crate::{Error, Result};
 /// Augmentations applied to training examples; each is off when `None`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Augment {
+    /// Speed perturbation, before cropping.
+    pub speed: Option<SpeedAugment>,
     /// Random gain.
     pub gain: Option<GainAugment>,
     /// Additive white Gaussian noise.
     pub noise: Option<NoiseAugment>,
+}
+
+/// Play the clip at speed `f`, drawn uniformly from `min_factor ..= max_factor` (`f > 1`
+/// is faster and shorter).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpeedAugment {
+    /// The slowest factor, > 0.
+    pub min_factor: f32,
+    /// The fastest factor.
+    pub max_factor: f32,
+    /// The chance of applying it to an example, in [0, 1].
+    pub probability: f64,
 }
 
 /// Multiply by `10^(g / 20)`, `g` drawn uniformly from `min_db ..= max_db`.
@@ -53,13 +75,13 @@ pub struct NoiseAugment {
 impl Augment {
     /// `true` when nothing is enabled.
     pub fn is_off(&self) -> bool {
-        self.gain.is_none() && self.noise.is_none()
+        self.speed.is_none() && self.gain.is_none() && self.noise.is_none()
     }
 
     /// Checks the ranges and probabilities.
     ///
-    /// Fails with [`Error::InvalidInput`] for a non-finite bound, `min > max`, or a
-    /// probability outside [0, 1].
+    /// Fails with [`Error::InvalidInput`] for a non-finite bound, `min > max`, a speed
+    /// factor outside 0.5 ..= 2, or a probability outside [0, 1].
     pub fn validate(&self) -> Result<()> {
         let check = |what: &str, min: f32, max: f32, p: f64| {
             if !(min.is_finite() && max.is_finite() && min <= max) {
@@ -78,6 +100,16 @@ impl Augment {
             }
             Ok(())
         };
+        if let Some(v) = &self.speed {
+            check("speed factor", v.min_factor, v.max_factor, v.probability)?;
+            if !(v.min_factor >= 0.5 && v.max_factor <= 2.0) {
+                return Err(Error::InvalidInput {
+                    what: "speed factor range".into(),
+                    expected: "factors within 0.5 ..= 2".into(),
+                    got: format!("{} ..= {}", v.min_factor, v.max_factor),
+                });
+            }
+        }
         if let Some(g) = &self.gain {
             check("gain_db", g.min_db, g.max_db, g.probability)?;
         }
@@ -87,7 +119,75 @@ impl Augment {
         Ok(())
     }
 
-    /// Augments one example in place, `samples`: `(n_samples,)`.
+    /// Speed-perturbs a whole example, `samples`: `(n_samples,)` at `sample_rate_hz`;
+    /// `None` when speed perturbation is off or not drawn for this example (the example
+    /// is used as it is). The factor is rounded to a step of 80 Hz in the rate it reads
+    /// the clip at (0.005 at 16 kHz). A drawn factor that would make the clip shorter
+    /// than `min_samples` is lowered to keep that many (and to 1, no change, at the
+    /// least).
+    ///
+    /// Draws from `rng`, when speed perturbation is enabled: whether to apply it
+    /// (`probability`), then the factor. Fails with [`Error::Runtime`] if the resampler
+    /// refuses the rate (a factor outside what [`Augment::validate`] accepts).
+    pub fn apply_speed(
+        &self,
+        samples: &[f32],
+        sample_rate_hz: u32,
+        min_samples: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Option<Vec<f32>>> {
+        let Some(v) = &self.speed else {
+            return Ok(None);
+        };
+        if !rng.random_bool(v.probability.clamp(0.0, 1.0)) {
+            return Ok(None);
+        }
+        let mut factor = f64::from(uniform(rng, v.min_factor, v.max_factor));
+        let mut round: fn(f64) -> f64 = f64::round;
+        if factor > 1.0 && min_samples > 0 {
+            let fastest = (samples.len() as f64 / min_samples as f64).max(1.0);
+            if factor > fastest {
+                factor = fastest;
+                round = f64::floor;
+            }
+        }
+        // The clip is read as if recorded at `from_hz`, a multiple of `RATE_STEP_HZ`, so
+        // that a run needs few resamplers (their filter tables are the costly part), each
+        // built once per thread and kept.
+        let steps = round(f64::from(sample_rate_hz) * factor / RATE_STEP_HZ);
+        let from_hz = (steps * RATE_STEP_HZ) as u32;
+        if from_hz == sample_rate_hz {
+            return Ok(None);
+        }
+        RESAMPLERS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let resampler = match cache.entry((from_hz, sample_rate_hz)) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    hearken::audio::StreamResampler::new(from_hz, sample_rate_hz)
+                        .map_err(crate::error::runtime_err("speed perturbation"))?,
+                ),
+            };
+            // `finish` ends the stream and resets the resampler for the next clip; a failed
+            // `push` leaves it as it was, so reset it before giving the error back.
+            let mut out = match resampler.push(samples) {
+                Ok(out) => out,
+                Err(e) => {
+                    let _ = resampler.reset();
+                    return Err(crate::error::runtime_err("speed perturbation")(e));
+                }
+            };
+            out.extend(
+                resampler
+                    .finish()
+                    .map_err(crate::error::runtime_err("speed perturbation"))?,
+            );
+            Ok(Some(out))
+        })
+    }
+
+    /// Augments one cropped example in place with gain and noise, `samples`:
+    /// `(n_samples,)`; speed perturbation is [`Augment::apply_speed`]'s, before cropping.
     ///
     /// Draws from `rng`, per enabled augmentation in order (gain, noise): whether to apply
     /// it (`probability`), then its level, then (noise) one Gaussian per sample. Assumes
@@ -113,6 +213,17 @@ impl Augment {
             }
         }
     }
+}
+
+/// Speed perturbation reads a clip as recorded at a multiple of this rate: factors in
+/// steps of 0.005 at 16 kHz.
+const RATE_STEP_HZ: f64 = 80.0;
+
+thread_local! {
+    /// The speed-perturbation resamplers of this thread, by (from, to) rate.
+    static RESAMPLERS: std::cell::RefCell<
+        std::collections::HashMap<(u32, u32), hearken::audio::StreamResampler>,
+    > = std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 /// Uniform in `min ..= max` (exactly `min` when the range is one point or inverted).
@@ -216,11 +327,86 @@ mod tests {
                 max_snr_db: 5.0,
                 probability: 0.0,
             }),
+            speed: Some(SpeedAugment {
+                min_factor: 0.9,
+                max_factor: 1.1,
+                probability: 0.0,
+            }),
         };
+        assert_eq!(
+            never.apply_speed(&tone(100), 16_000, 0, &mut rng).unwrap(),
+            None
+        );
         let mut x = tone(100);
         never.apply(&mut x, &mut rng);
         assert_eq!(x, tone(100));
         assert!(Augment::default().is_off());
+    }
+
+    /// A tone played at speed `f` is `1/f` as long and `f` times as high: the length and
+    /// the zero-crossing rate of the output say so.
+    #[test]
+    fn speed_changes_length_and_pitch_by_the_factor() {
+        let rate = 16_000;
+        let hz = 440.0f32;
+        let n = 16_000;
+        let clean: Vec<f32> = (0..n)
+            .map(|i| (std::f32::consts::TAU * hz * i as f32 / rate as f32).sin())
+            .collect();
+        let crossings = |x: &[f32]| {
+            x.windows(2)
+                .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+                .count() as f64
+                / (x.len() as f64 / f64::from(rate))
+                / 2.0
+        };
+        // A clip at its shortest is never made shorter.
+        let fast = Augment {
+            speed: Some(SpeedAugment {
+                min_factor: 1.5,
+                max_factor: 1.5,
+                probability: 1.0,
+            }),
+            ..Augment::default()
+        };
+        let short = &clean[..400];
+        let kept = fast
+            .apply_speed(short, rate, 400, &mut ChaCha8Rng::seed_from_u64(0))
+            .unwrap();
+        assert_eq!(kept, None);
+        let capped = fast
+            .apply_speed(&clean[..500], rate, 400, &mut ChaCha8Rng::seed_from_u64(0))
+            .unwrap()
+            .unwrap();
+        assert!(capped.len() >= 400, "{}", capped.len());
+        for factor in [0.9f32, 1.1] {
+            let aug = Augment {
+                speed: Some(SpeedAugment {
+                    min_factor: factor,
+                    max_factor: factor,
+                    probability: 1.0,
+                }),
+                ..Augment::default()
+            };
+            aug.validate().unwrap();
+            let out = aug
+                .apply_speed(&clean, rate, 0, &mut ChaCha8Rng::seed_from_u64(0))
+                .unwrap()
+                .expect("drawn with probability 1");
+            let expected_len = n as f64 / f64::from(factor);
+            assert!(
+                (out.len() as f64 - expected_len).abs() <= 1.0,
+                "{factor}: {} samples, expected {expected_len}",
+                out.len()
+            );
+            // Away from the edges, where the filter meets the clip's ends.
+            let pitch = crossings(&out[400..out.len() - 400]);
+            let expected = f64::from(hz * factor);
+            assert!(
+                (pitch - expected).abs() < 0.01 * expected,
+                "{factor}: {pitch} Hz, expected {expected}"
+            );
+        }
     }
 
     #[test]
@@ -237,5 +423,17 @@ mod tests {
         assert!(bad(f32::NAN, 0.0, 0.5).validate().is_err());
         assert!(bad(0.0, 1.0, 1.5).validate().is_err());
         bad(0.0, 0.0, 1.0).validate().unwrap();
+        let speed = |min_factor, max_factor| Augment {
+            speed: Some(SpeedAugment {
+                min_factor,
+                max_factor,
+                probability: 1.0,
+            }),
+            ..Augment::default()
+        };
+        assert!(speed(0.0, 1.1).validate().is_err());
+        assert!(speed(0.9, 3.0).validate().is_err());
+        assert!(speed(1.1, 0.9).validate().is_err());
+        speed(0.9, 1.1).validate().unwrap();
     }
 }

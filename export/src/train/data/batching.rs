@@ -214,8 +214,9 @@ pub enum Stage<'a> {
 /// normalize it over its real samples, and pad every row to the longest with
 /// `padding_value`.
 ///
-/// In training, the draws from `rng` are, per example in `indices` order: the crop offset
-/// (only when it is cropped), then [`Augment::apply`]'s.
+/// In training, the draws from `rng` are, per example in `indices` order:
+/// [`Augment::apply_speed`]'s (which resamples the whole clip), the crop offset (only when
+/// it is cropped), then [`Augment::apply`]'s.
 ///
 /// Fails with [`Error::InvalidInput`] for an empty or out-of-range index list or a bad
 /// `max_duration_s`, and with [`Error::Runtime`] if normalization meets a non-finite
@@ -245,6 +246,16 @@ pub fn collate(
             expected: format!("below the set's {} examples", set.len()),
             got: i.to_string(),
         })?;
+        let sped = match (rng.as_deref_mut(), augment) {
+            (Some(rng), Some(augment)) => augment.apply_speed(
+                samples,
+                features.sample_rate_hz(),
+                features.min_samples,
+                rng,
+            )?,
+            _ => None,
+        };
+        let samples = sped.as_deref().unwrap_or(samples);
         let crop = match rng.as_deref_mut() {
             Some(rng) => Crop::Random(rng),
             None => Crop::Eval(features.eval_crop),

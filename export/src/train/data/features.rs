@@ -62,6 +62,9 @@ pub struct FeatureConfig {
     pub max_duration_s: Option<f64>,
     /// The evaluation crop.
     pub eval_crop: EvalCrop,
+    /// The shortest a training augmentation (speed perturbation) may make a clip, in
+    /// samples: the model's receptive field. Clips given shorter stay as they are.
+    pub min_samples: usize,
 }
 
 impl Default for FeatureConfig {
@@ -71,6 +74,7 @@ impl Default for FeatureConfig {
             extractor: WaveformConfig::default(),
             max_duration_s: None,
             eval_crop: EvalCrop::Start,
+            min_samples: 0,
         }
     }
 }

@@ -93,7 +93,7 @@ pub mod table;
 
 use std::path::{Path, PathBuf};
 
-pub use augment::{Augment, GainAugment, NoiseAugment};
+pub use augment::{Augment, GainAugment, NoiseAugment, SpeedAugment};
 pub use batching::{
     Batch, BatchConfig, BatchTensors, Epoch, Order, Stage, batch_rng, collate, plan_epoch,
 };

@@ -543,7 +543,11 @@ impl ClassifyTask {
         features.max_duration_s = options.max_duration_s;
         features.eval_crop = options.eval_crop;
         features.validate()?;
+        if let Some(augment) = &options.augment {
+            augment.validate()?;
+        }
         let min_samples = model.receptive_field_samples();
+        features.min_samples = min_samples;
         if let Some(max) = features.max_samples()?
             && max < min_samples
         {

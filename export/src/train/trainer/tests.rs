@@ -454,3 +454,14 @@ fn train_trainer_arguments_deserialize_with_hf_names() {
     assert_eq!(a.max_grad_norm, 1.0);
     assert_eq!(a.save_steps, Some(500));
 }
+
+#[test]
+fn update_time_leaves_out_the_warmup() {
+    assert_eq!(UpdateTime::of(&[1.0; 5]), None);
+    let t = UpdateTime::of(&[9.0, 9.0, 9.0, 9.0, 9.0, 0.3, 0.1, 0.2, 0.6]).unwrap();
+    assert_eq!(t.updates, 4);
+    assert!((t.mean_s - 0.3).abs() < 1e-12);
+    assert!((t.p50_s - 0.25).abs() < 1e-12);
+    let odd = UpdateTime::of(&[9.0, 9.0, 9.0, 9.0, 9.0, 0.3, 0.1, 0.2]).unwrap();
+    assert!((odd.p50_s - 0.2).abs() < 1e-12);
+}
