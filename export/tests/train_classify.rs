@@ -656,7 +656,10 @@ fn cli_augmentation_changes_the_batches_and_logs_plain_progress_lines() {
             "no progress line for step {step} in:\n{stderr}"
         );
     }
-    assert!(!stderr.contains('\r') && !stderr.contains('\u{1b}'), "{stderr:?}");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\u{1b}'),
+        "{stderr:?}"
+    );
     assert!(stdout.contains("update time: mean"), "{stdout}");
 
     let (sped, _, _) = run(
@@ -668,7 +671,10 @@ fn cli_augmentation_changes_the_batches_and_logs_plain_progress_lines() {
     assert_eq!(b.len(), 7);
     assert!(b.iter().all(|(_, l)| l.is_finite()));
     // Same seed, same dropout draws: only the augmented audio can move the first loss.
-    assert_ne!(a[0].1, b[0].1, "augmentation left the first batch unchanged");
+    assert_ne!(
+        a[0].1, b[0].1,
+        "augmentation left the first batch unchanged"
+    );
 
     let out = tmp.path().join("bad").display().to_string();
     for (flag, value, needle) in [
@@ -679,7 +685,16 @@ fn cli_augmentation_changes_the_batches_and_logs_plain_progress_lines() {
     ] {
         train_err(
             &[
-                "--data", &m, "--init", &i, "--out", &out, "--max-steps", "1", flag, value,
+                "--data",
+                &m,
+                "--init",
+                &i,
+                "--out",
+                &out,
+                "--max-steps",
+                "1",
+                flag,
+                value,
             ],
             &[needle],
         );
