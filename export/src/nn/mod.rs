@@ -2,3 +2,4 @@
 //! lacks or gets wrong, written so that gradients can be trusted.
 
 pub mod conv;
+pub mod fused;

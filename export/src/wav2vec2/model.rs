@@ -67,6 +67,7 @@ use super::{
 };
 use crate::error::{Error, Result, candle_err};
 use crate::nn::conv::conv1d;
+use crate::nn::fused::{Affine, gelu_erf, norm_last};
 
 /// `eps` of the feature encoder's GroupNorm / LayerNorm and of HuBERT's positional
 /// BatchNorm (PyTorch's default; `layer_norm_eps` applies only to the transformer and the
@@ -168,14 +169,15 @@ impl Norm {
     // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L263-L332
     // (`nn.GroupNorm(num_groups=C, num_channels=C)`: each channel of each example
     // normalized over time) and `nn.LayerNorm`, both with the biased variance.
+    // Fused, with its own backward pass (`nn::fused`): the composed form costs about
+    // twenty passes over the activations backward.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centered = x.broadcast_sub(&mean)?;
-        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-        centered
-            .broadcast_div(&(var + self.eps)?.sqrt()?)?
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)
+        let affine = if self.weight.rank() == 1 {
+            Affine::PerColumn
+        } else {
+            Affine::PerChannel
+        };
+        norm_last(x, &self.weight, &self.bias, self.eps, affine)
     }
 }
 
@@ -215,7 +217,7 @@ impl ConvLayer {
             ConvNorm::Group(norm) => norm.forward(&x)?,
             ConvNorm::Layer(norm) => norm.forward(&x.transpose(1, 2)?)?.transpose(1, 2)?,
         };
-        x.gelu_erf()
+        gelu_erf(&x)
     }
 }
 
@@ -309,11 +311,10 @@ impl PositionalConv {
             PosConvWeight::Norm { g, v } => weight_norm(g, v)?,
             PosConvWeight::Plain(w) => w.clone(),
         };
-        conv1d(&x, &w, self.padding, 1, self.groups)?
+        let y = conv1d(&x, &w, self.padding, 1, self.groups)?
             .broadcast_add(&self.bias)?
-            .narrow(2, 0, n_frames)?
-            .gelu_erf()?
-            .transpose(1, 2)
+            .narrow(2, 0, n_frames)?;
+        gelu_erf(&y)?.transpose(1, 2)
     }
 }
 
@@ -376,7 +377,7 @@ impl EncoderLayer {
     // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L576-L597
     /// (B, T, H) -> (B, T, H).
     fn feed_forward(&self, x: &Tensor, run: &mut Run) -> candle_core::Result<Tensor> {
-        let h = self.intermediate_dense.forward(x)?.gelu_erf()?;
+        let h = gelu_erf(&self.intermediate_dense.forward(x)?)?;
         let h = run.dropout(&h, self.activation_dropout)?;
         let h = self.output_dense.forward(&h)?;
         run.dropout(&h, self.hidden_dropout)
