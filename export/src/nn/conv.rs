@@ -16,11 +16,22 @@
 //! gradient by the flipped, transposed kernel; both only with contiguous operands, group
 //! by group. The input gradient is skipped when the input needs none (the waveform).
 //!
+//! On the CPU in `f32` without groups (the feature encoder's convolutions, most of a
+//! Wav2Vec2 training step), [`conv1d`] instead lowers the convolution to one matrix product
+//! over an im2col buffer, as PyTorch's CPU convolution does: `cols[(b, t), (c, j)] =
+//! x[b, c, t s + j - p]`, `y = cols Wᵀ` with `W` as `(C_out, C_in K)`; backward, `dW =
+//! gᵀ cols` and `dX = col2im(g W)` (the sum of each column entry back into the input
+//! position it came from). Two or three products where candle's direct convolution loops
+//! run single-threaded, and no stride-dilated intermediate.
+//!
 //! Reference for the formulas: PyTorch's `convolution_backward`,
 //! <https://github.com/pytorch/pytorch/blob/v2.5.1/aten/src/ATen/native/Convolution.cpp>.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor,
+};
+use rayon::prelude::*;
 
 /// `x` (B, C_in, L) convolved with `w` (C_out, C_in / groups, K), zero padding `padding`
 /// on both sides, stride `stride`, no dilation: (B, C_out, (L + 2 padding - K) / stride + 1),
@@ -36,6 +47,9 @@ pub fn conv1d(
     let (_, _, k) = w.dims3()?;
     if padding >= k {
         candle_core::bail!("conv1d: padding {padding} must be less than the kernel size {k}")
+    }
+    if groups == 1 && lowered(x) && lowered(w) {
+        return conv1d_gemm(x, w, padding, stride);
     }
     let y = x
         .detach()
@@ -54,6 +68,209 @@ pub fn conv1d(
             groups,
         },
     )
+}
+
+/// Whether `t` takes the im2col path: `f32` on the CPU.
+fn lowered(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// The output length of a convolution, or an error when the kernel does not fit.
+fn out_len(l: usize, k: usize, padding: usize, stride: usize) -> Result<usize> {
+    let padded = l + 2 * padding;
+    if padded < k || stride == 0 {
+        candle_core::bail!("conv1d: kernel {k} longer than the padded input {padded}")
+    }
+    Ok((padded - k) / stride + 1)
+}
+
+/// [`conv1d`] without groups as a matrix product; see the module documentation.
+fn conv1d_gemm(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
+    let (b, c_in, l) = x.dims3()?;
+    let (c_out, c_in_w, k) = w.dims3()?;
+    if c_in != c_in_w {
+        candle_core::bail!("conv1d: input has {c_in} channels, the kernel {c_in_w}")
+    }
+    let l_out = out_len(l, k, padding, stride)?;
+    let im2col = Im2Col { k, padding, stride };
+    let cols = x.detach().contiguous()?.apply_op1_no_bwd(&im2col)?;
+    let w2 = w.detach().contiguous()?.reshape((c_out, c_in * k))?;
+    let y = cols
+        .matmul(&w2.t()?)?
+        .reshape((b, l_out, c_out))?
+        .transpose(1, 2)?
+        .contiguous()?;
+    if !x.track_op() && !w.track_op() {
+        return Ok(y);
+    }
+    x.apply_op3(w, &y, GemmConvGrad { k, padding, stride })
+}
+
+/// `(B, C, L)` -> `(B L_out, C K)`: row `(b, t)` holds the input window of output `t`,
+/// channel by channel, zeros where it reaches into the padding.
+struct Im2Col {
+    k: usize,
+    padding: usize,
+    stride: usize,
+}
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "hearken-im2col"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_data(s, l, self.name())?;
+        let (b, c, len) = l.shape().dims3()?;
+        let (k, p, st) = (self.k, self.padding, self.stride);
+        let l_out = out_len(len, k, p, st)?;
+        let width = c * k;
+        let mut cols = vec![0f32; b * l_out * width];
+        cols.par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(row, out)| {
+                let (bi, t) = (row / l_out, row % l_out);
+                for ci in 0..c {
+                    let src = &x[(bi * c + ci) * len..(bi * c + ci + 1) * len];
+                    let dst = &mut out[ci * k..(ci + 1) * k];
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        let pos = t * st + j;
+                        if pos >= p && pos - p < len {
+                            *d = src[pos - p];
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(cols), Shape::from((b * l_out, width))))
+    }
+}
+
+/// `(B L_out, C K)` -> `(B, C, L)`: each column entry added back into the input position
+/// it was read from (the adjoint of [`Im2Col`]).
+struct Col2Im {
+    b: usize,
+    c: usize,
+    len: usize,
+    k: usize,
+    padding: usize,
+    stride: usize,
+}
+
+impl CustomOp1 for Col2Im {
+    fn name(&self) -> &'static str {
+        "hearken-col2im"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let cols = f32_data(s, l, self.name())?;
+        let Col2Im {
+            b,
+            c,
+            len,
+            k,
+            padding: p,
+            stride: st,
+        } = *self;
+        let l_out = out_len(len, k, p, st)?;
+        let width = c * k;
+        if cols.len() != b * l_out * width {
+            candle_core::bail!(
+                "{}: {} values for {b}x{l_out}x{width}",
+                self.name(),
+                cols.len()
+            )
+        }
+        let mut x = vec![0f32; b * c * len];
+        x.par_chunks_mut(len).enumerate().for_each(|(row, out)| {
+            let (bi, ci) = (row / c, row % c);
+            for t in 0..l_out {
+                let src = &cols[(bi * l_out + t) * width + ci * k..][..k];
+                for (j, &v) in src.iter().enumerate() {
+                    let pos = t * st + j;
+                    if pos >= p && pos - p < len {
+                        out[pos - p] += v;
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(x), Shape::from((b, c, len))))
+    }
+}
+
+/// The contiguous `f32` data of a CPU operand.
+fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("{op}: expected f32, got {:?}", s.dtype())
+    };
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&v[start..end]),
+        None => candle_core::bail!("{op}: the operand must be contiguous"),
+    }
+}
+
+/// The identity on its third operand (the lowered convolution's result), whose backward
+/// pass is the convolution's as matrix products.
+struct GemmConvGrad {
+    k: usize,
+    padding: usize,
+    stride: usize,
+}
+
+impl CustomOp3 for GemmConvGrad {
+    fn name(&self) -> &'static str {
+        "hearken-conv1d-gemm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        y: &CpuStorage,
+        l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        same(y, l)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let want_x = x.track_op();
+        let (b, c_in, len) = x.dims3()?;
+        let (c_out, _, k) = w.dims3()?;
+        let (_, _, l_out) = grad.dims3()?;
+        let g = grad
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b * l_out, c_out))?;
+        let cols = x.detach().contiguous()?.apply_op1_no_bwd(&Im2Col {
+            k,
+            padding: self.padding,
+            stride: self.stride,
+        })?;
+        let grad_w = g.t()?.matmul(&cols)?.reshape((c_out, c_in, k))?;
+        let grad_x = if want_x {
+            let w2 = w.detach().contiguous()?.reshape((c_out, c_in * k))?;
+            let grad_cols = g.matmul(&w2)?;
+            Some(grad_cols.apply_op1_no_bwd(&Col2Im {
+                b,
+                c: c_in,
+                len,
+                k: self.k,
+                padding: self.padding,
+                stride: self.stride,
+            })?)
+        } else {
+            None
+        };
+        Ok((grad_x, Some(grad_w), None))
+    }
 }
 
 /// The identity on its third operand (the convolution's result), whose backward pass
@@ -257,6 +474,48 @@ mod tests {
             assert!(
                 ex < 1e-6 && ew < 1e-6,
                 "{what}: input {ex:.1e}, kernel {ew:.1e}"
+            );
+        }
+    }
+
+    /// The lowered `f32` path against the `f64` path checked above: outputs and both
+    /// gradients, on the feature encoder's shapes and a padded one.
+    #[test]
+    fn the_lowered_f32_path_matches_the_checked_one() {
+        for (b, c_in, c_out, l, k, p, s) in [
+            (2, 1, 3, 23, 10, 0, 5),
+            (2, 3, 4, 20, 3, 0, 2),
+            (2, 4, 3, 17, 2, 0, 2),
+            (3, 5, 6, 11, 4, 2, 1),
+            (1, 2, 6, 9, 3, 1, 3),
+        ] {
+            let x64 = Var::randn(0f64, 1.0, (b, c_in, l), &Device::Cpu).unwrap();
+            let w64 = Var::randn(0f64, 1.0, (c_out, c_in, k), &Device::Cpu).unwrap();
+            let x32 = Var::from_tensor(&x64.to_dtype(DType::F32).unwrap()).unwrap();
+            let w32 = Var::from_tensor(&w64.to_dtype(DType::F32).unwrap()).unwrap();
+            let y64 = conv1d(x64.as_tensor(), w64.as_tensor(), p, s, 1).unwrap();
+            let y32 = conv1d(x32.as_tensor(), w32.as_tensor(), p, s, 1).unwrap();
+            let what = format!("b{b} c_in{c_in} c_out{c_out} l{l} k{k} p{p} s{s}");
+            assert_eq!(y32.dims(), y64.dims(), "{what}");
+            let close = |a: &Tensor, r: &Tensor, name: &str| {
+                let r: Vec<f64> = r.flatten_all().unwrap().to_vec1().unwrap();
+                let e = max_err(&a.to_dtype(DType::F64).unwrap(), &r);
+                assert!(e < 1e-4, "{what} {name}: {e:.1e}");
+            };
+            close(&y32, &y64, "output");
+            let r = weights(y64.shape());
+            let g64 = (y64 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let r32 = r.to_dtype(DType::F32).unwrap();
+            let g32 = (y32 * r32).unwrap().sum_all().unwrap().backward().unwrap();
+            close(
+                g32.get(x32.as_tensor()).unwrap(),
+                g64.get(x64.as_tensor()).unwrap(),
+                "input gradient",
+            );
+            close(
+                g32.get(w32.as_tensor()).unwrap(),
+                g64.get(w64.as_tensor()).unwrap(),
+                "kernel gradient",
             );
         }
     }

@@ -74,26 +74,31 @@ impl CustomOp1 for GeluErf {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = data(s, l, self.name())?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(y, x)| {
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = x * phi_cdf(x);
-                }
-            });
+        let y: Vec<f32> = x
+            .par_iter()
+            .with_min_len(CHUNK)
+            .map(|&x| x * phi_cdf(x))
+            .collect();
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        // `(x, x Φ(x))` stacked as one operand, so that Φ comes back from the result
+        // instead of a second erf.
+        let x = arg.contiguous()?.flatten_all()?;
+        let y = res.contiguous()?.flatten_all()?;
+        let xy = Tensor::stack(&[&x, &y], 0)?;
         let grad = grad.contiguous()?;
         Ok(Some(
-            arg.contiguous()?.apply_op2_no_bwd(&grad, &GeluErfGrad)?,
+            xy.apply_op2_no_bwd(&grad, &GeluErfGrad)?
+                .reshape(arg.shape())?,
         ))
     }
 }
 
-/// `grad · (Φ(x) + x φ(x))`, operands `(x, grad)`.
+/// `grad · (Φ(x) + x φ(x))`, operands `(stack(x, y), grad)` with `y = x Φ(x)` the
+/// forward result: `Φ(x) = y / x`, to within an ulp, where `|x|` is not tiny; erf again
+/// where it is.
 struct GeluErfGrad;
 
 impl CustomOp2 for GeluErfGrad {
@@ -108,26 +113,29 @@ impl CustomOp2 for GeluErfGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = data(s1, l1, self.name())?;
+        let xy = data(s1, l1, self.name())?;
         let g = data(s2, l2, self.name())?;
-        if x.len() != g.len() {
+        if xy.len() != 2 * g.len() {
             candle_core::bail!(
                 "{}: {} values against {} gradients",
                 self.name(),
-                x.len(),
+                xy.len(),
                 g.len()
             )
         }
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-            .for_each(|(out, (x, g))| {
-                for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
-                    let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
-                    *o = g * (phi_cdf(x) + x * pdf);
-                }
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        let (x, y) = xy.split_at(g.len());
+        let out: Vec<f32> = x
+            .par_iter()
+            .zip(y.par_iter())
+            .zip(g.par_iter())
+            .with_min_len(CHUNK)
+            .map(|((&x, &y), &g)| {
+                let cdf = if x.abs() > 1e-3 { y / x } else { phi_cdf(x) };
+                let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
+                g * (cdf + x * pdf)
+            })
+            .collect();
+        Ok((CpuStorage::F32(out), Shape::from(g.len())))
     }
 }
 
