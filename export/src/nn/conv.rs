@@ -70,6 +70,169 @@ pub fn conv1d(
     )
 }
 
+/// [`conv1d`] on channels-last operands, without padding or groups: `x` (B, L, C_in)
+/// convolved with `w` (C_out, C_in, K) at `stride` gives (B, L_out, C_out), with gradients
+/// for both.
+///
+/// The layout of the feature encoder's activations when training: in it, a row of the
+/// im2col buffer is one contiguous run of the input (`K C_in` values from `x[b, t s, 0]`),
+/// the product's result is already the next layer's input, and no activation is ever
+/// transposed. Off the CPU or in another type, it transposes around [`conv1d`].
+pub fn conv1d_channels_last(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+    if !(lowered(x) && lowered(w)) {
+        return conv1d(&x.transpose(1, 2)?, w, 0, stride, 1)?.transpose(1, 2);
+    }
+    let (b, l, c_in) = x.dims3()?;
+    let (c_out, c_in_w, k) = w.dims3()?;
+    if c_in != c_in_w {
+        candle_core::bail!("conv1d: input has {c_in} channels, the kernel {c_in_w}")
+    }
+    let l_out = out_len(l, k, 0, stride)?;
+    let cols = x
+        .detach()
+        .contiguous()?
+        .apply_op1_no_bwd(&Im2ColLast { k, stride })?;
+    let w2 = kernel_rows(&w.detach())?;
+    let y = cols.matmul(&w2.t()?)?.reshape((b, l_out, c_out))?;
+    if !x.track_op() && !w.track_op() {
+        return Ok(y);
+    }
+    x.apply_op3(w, &y, LastConvGrad { k, stride })
+}
+
+/// `w` (C_out, C_in, K) as (C_out, K C_in), the order of a channels-last im2col row.
+fn kernel_rows(w: &Tensor) -> Result<Tensor> {
+    let (c_out, c_in, k) = w.dims3()?;
+    w.transpose(1, 2)?.contiguous()?.reshape((c_out, k * c_in))
+}
+
+/// `(B, L, C)` -> `(B L_out, K C)`: row `(b, t)` is `x[b, t s .. t s + K, ..]`.
+struct Im2ColLast {
+    k: usize,
+    stride: usize,
+}
+
+impl CustomOp1 for Im2ColLast {
+    fn name(&self) -> &'static str {
+        "hearken-im2col-last"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_data(s, l, self.name())?;
+        let (b, len, c) = l.shape().dims3()?;
+        let l_out = out_len(len, self.k, 0, self.stride)?;
+        let width = self.k * c;
+        let mut cols = Vec::with_capacity(b * l_out * width);
+        for bi in 0..b {
+            let item = &x[bi * len * c..(bi + 1) * len * c];
+            for t in 0..l_out {
+                let start = t * self.stride * c;
+                cols.extend_from_slice(&item[start..start + width]);
+            }
+        }
+        Ok((CpuStorage::F32(cols), Shape::from((b * l_out, width))))
+    }
+}
+
+/// `(B L_out, K C)` -> `(B, L, C)`: the adjoint of [`Im2ColLast`].
+struct Col2ImLast {
+    len: usize,
+    k: usize,
+    stride: usize,
+}
+
+impl CustomOp1 for Col2ImLast {
+    fn name(&self) -> &'static str {
+        "hearken-col2im-last"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let cols = f32_data(s, l, self.name())?;
+        let (rows, width) = l.shape().dims2()?;
+        let c = width / self.k.max(1);
+        let l_out = out_len(self.len, self.k, 0, self.stride)?;
+        if c * self.k != width || l_out == 0 || rows % l_out != 0 {
+            candle_core::bail!("{}: {rows}x{width} is not a column buffer", self.name())
+        }
+        let b = rows / l_out;
+        let mut x = vec![0f32; b * self.len * c];
+        x.par_chunks_mut(self.len * c)
+            .enumerate()
+            .for_each(|(bi, item)| {
+                for t in 0..l_out {
+                    let src = &cols[(bi * l_out + t) * width..][..width];
+                    let start = t * self.stride * c;
+                    for (d, &v) in item[start..start + width].iter_mut().zip(src) {
+                        *d += v;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(x), Shape::from((b, self.len, c))))
+    }
+}
+
+/// The identity on its third operand (the channels-last convolution's result), whose
+/// backward pass is the convolution's as matrix products.
+struct LastConvGrad {
+    k: usize,
+    stride: usize,
+}
+
+impl CustomOp3 for LastConvGrad {
+    fn name(&self) -> &'static str {
+        "hearken-conv1d-last"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        y: &CpuStorage,
+        l: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        same(y, l)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let want_x = x.track_op();
+        let (b, len, c_in) = x.dims3()?;
+        let (c_out, _, k) = w.dims3()?;
+        let (_, l_out, _) = grad.dims3()?;
+        let g = grad.contiguous()?.reshape((b * l_out, c_out))?;
+        let cols = x.detach().contiguous()?.apply_op1_no_bwd(&Im2ColLast {
+            k,
+            stride: self.stride,
+        })?;
+        // (C_out, K C_in) -> (C_out, K, C_in) -> (C_out, C_in, K).
+        let grad_w = g
+            .t()?
+            .matmul(&cols)?
+            .reshape((c_out, k, c_in))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let grad_x = if want_x {
+            let grad_cols = g.matmul(&kernel_rows(&w.detach())?)?;
+            Some(grad_cols.apply_op1_no_bwd(&Col2ImLast {
+                len,
+                k: self.k,
+                stride: self.stride,
+            })?)
+        } else {
+            None
+        };
+        Ok((grad_x, Some(grad_w), None))
+    }
+}
+
 /// Whether `t` takes the im2col path: `f32` on the CPU.
 fn lowered(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
@@ -509,6 +672,53 @@ mod tests {
             let g32 = (y32 * r32).unwrap().sum_all().unwrap().backward().unwrap();
             close(
                 g32.get(x32.as_tensor()).unwrap(),
+                g64.get(x64.as_tensor()).unwrap(),
+                "input gradient",
+            );
+            close(
+                g32.get(w32.as_tensor()).unwrap(),
+                g64.get(w64.as_tensor()).unwrap(),
+                "kernel gradient",
+            );
+        }
+    }
+
+    /// The channels-last convolution against the checked one, transposed around it.
+    #[test]
+    fn the_channels_last_path_matches_the_checked_one() {
+        for (b, c_in, c_out, l, k, s) in [
+            (2, 1, 3, 23, 10, 5),
+            (2, 3, 4, 20, 3, 2),
+            (2, 4, 3, 17, 2, 2),
+            (3, 5, 6, 11, 4, 1),
+        ] {
+            let x64 = Var::randn(0f64, 1.0, (b, c_in, l), &Device::Cpu).unwrap();
+            let w64 = Var::randn(0f64, 1.0, (c_out, c_in, k), &Device::Cpu).unwrap();
+            let x32 = Var::from_tensor(
+                &x64.to_dtype(DType::F32)
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap(),
+            )
+            .unwrap();
+            let w32 = Var::from_tensor(&w64.to_dtype(DType::F32).unwrap()).unwrap();
+            let y64 = conv1d(x64.as_tensor(), w64.as_tensor(), 0, s, 1).unwrap();
+            let y32 = conv1d_channels_last(x32.as_tensor(), w32.as_tensor(), s).unwrap();
+            let what = format!("b{b} c_in{c_in} c_out{c_out} l{l} k{k} s{s}");
+            let close = |a: &Tensor, r: &Tensor, name: &str| {
+                let r: Vec<f64> = r.flatten_all().unwrap().to_vec1().unwrap();
+                let e = max_err(&a.to_dtype(DType::F64).unwrap(), &r);
+                assert!(e < 1e-4, "{what} {name}: {e:.1e}");
+            };
+            close(&y32.transpose(1, 2).unwrap(), &y64, "output");
+            let r = weights(y64.shape());
+            let g64 = (y64 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let r32 = r.to_dtype(DType::F32).unwrap().transpose(1, 2).unwrap();
+            let g32 = (y32 * r32).unwrap().sum_all().unwrap().backward().unwrap();
+            close(
+                &g32.get(x32.as_tensor()).unwrap().transpose(1, 2).unwrap(),
                 g64.get(x64.as_tensor()).unwrap(),
                 "input gradient",
             );

@@ -66,7 +66,7 @@ use super::{
     hf_name, weight_norm, weight_norm_magnitude,
 };
 use crate::error::{Error, Result, candle_err};
-use crate::nn::conv::conv1d;
+use crate::nn::conv::{conv1d, conv1d_channels_last};
 use crate::nn::fused::{Affine, gelu_erf, norm_last};
 
 /// `eps` of the feature encoder's GroupNorm / LayerNorm and of HuBERT's positional
@@ -198,7 +198,7 @@ enum ConvNorm {
 struct ConvLayer {
     /// (C_out, C_in, K).
     weight: Tensor,
-    /// (1, C_out, 1).
+    /// (C_out).
     bias: Option<Tensor>,
     stride: usize,
     norm: ConvNorm,
@@ -206,16 +206,19 @@ struct ConvLayer {
 
 impl ConvLayer {
     // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/wav2vec2/modeling_wav2vec2.py#L263-L332
-    /// x: (B, C_in, N_in) -> (B, C_out, N_out).
+    /// x: (B, N_in, C_in) -> (B, N_out, C_out): channels last, unlike transformers' (B, C,
+    /// N) and to the same values, so that no activation is transposed between layers (see
+    /// [`conv1d_channels_last`]).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut x = conv1d(x, &self.weight, 0, self.stride, 1)?;
+        let mut x = conv1d_channels_last(x, &self.weight, self.stride)?;
         if let Some(bias) = &self.bias {
             x = x.broadcast_add(bias)?;
         }
         let x = match &self.norm {
             ConvNorm::None => x,
-            ConvNorm::Group(norm) => norm.forward(&x)?,
-            ConvNorm::Layer(norm) => norm.forward(&x.transpose(1, 2)?)?.transpose(1, 2)?,
+            // Per channel over time: the one layer that needs (B, C, N).
+            ConvNorm::Group(norm) => norm.forward(&x.transpose(1, 2)?)?.transpose(1, 2)?,
+            ConvNorm::Layer(norm) => norm.forward(&x)?,
         };
         gelu_erf(&x)
     }
@@ -844,11 +847,7 @@ impl Wav2Vec2Model {
                 } else {
                     symmetric_uniform((1.0 / (c_in * kernel) as f64).sqrt())
                 };
-                Some(
-                    vb.pp("conv")
-                        .get_with_hints(c_out, "bias", init)?
-                        .reshape((1, c_out, 1))?,
-                )
+                Some(vb.pp("conv").get_with_hints(c_out, "bias", init)?)
             } else {
                 None
             };
@@ -1447,11 +1446,11 @@ impl Wav2Vec2Model {
         // (HuBERT may skip the LayerNorm: `feat_proj_layer_norm`)
         // https://github.com/huggingface/transformers/blob/v4.57.6/src/transformers/models/hubert/modeling_hubert.py#L221-L236
         let features = (|| -> candle_core::Result<Tensor> {
-            let mut h = x.unsqueeze(1)?;
+            let mut h = x.unsqueeze(2)?;
             for layer in &self.conv_layers {
                 h = layer.forward(&h)?;
             }
-            let h = h.transpose(1, 2)?.contiguous()?;
+            let h = h.contiguous()?;
             Ok(match self.trainable {
                 Trainable::All => h,
                 _ => h.detach(),
