@@ -655,8 +655,8 @@ fn classify(a: ClassifyArgs) -> Result<()> {
     );
     if let Some(t) = out.update_time {
         println!(
-            "update time: mean {:.1} ms, p50 {:.1} ms over {} updates (batch building \
-             included){}",
+            "update time: mean {:.1} ms, p50 {:.1} ms over {} updates (batches built ahead \
+             on another thread; any wait for them included){}",
             t.mean_s * 1e3,
             t.p50_s * 1e3,
             t.updates,

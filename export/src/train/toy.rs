@@ -1,6 +1,8 @@
 //! A toy task for the trainer's tests: a two-layer classifier (4 -> 8 -> 3, ReLU, dropout)
 //! on seeded synthetic data whose labels come from a random linear teacher.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -9,7 +11,7 @@ use rand_chacha::rand_core::SeedableRng;
 
 use crate::error::{Result, candle_err};
 use crate::train::metrics::ConfusionMatrix;
-use crate::train::trainer::{Metrics, Task};
+use crate::train::trainer::{Loaded, Loader, Metrics, Task};
 
 const N_IN: usize = 4;
 const N_HIDDEN: usize = 8;
@@ -27,6 +29,8 @@ pub(crate) struct Toy {
     y_eval: Vec<u32>,
     pub batch_size: usize,
     pub dropout: f32,
+    /// Build batches through [`Task::loader`] (on the trainer's prefetch thread).
+    pub prefetch: bool,
 }
 
 fn uniform(rng: &mut ChaCha8Rng, n: usize, scale: f32) -> Vec<f32> {
@@ -71,6 +75,7 @@ impl Toy {
                 &[N_CLASSES, N_HIDDEN],
             ),
             b2: var(uniform(&mut init, N_CLASSES, 0.1), &[N_CLASSES]),
+            prefetch: false,
             x_train,
             y_train,
             x_eval,
@@ -153,6 +158,43 @@ impl Task for Toy {
 
     fn loss(&mut self, batch: &Vec<usize>, rng: &mut ChaCha8Rng) -> Result<Tensor> {
         let (x, y) = self.batch(batch).map_err(candle_err("toy batch"))?;
+        let logits = self
+            .forward(&x, Some(rng))
+            .map_err(candle_err("toy forward"))?;
+        candle_nn::loss::cross_entropy(&logits, &y).map_err(candle_err("toy loss"))
+    }
+
+    fn loader(&self) -> Option<Loader<Vec<usize>>> {
+        if !self.prefetch {
+            return None;
+        }
+        let x_train = self.x_train.clone();
+        let y_train = self.y_train.clone();
+        Some(Arc::new(move |batch: &Vec<usize>| {
+            let ids = Tensor::from_vec(
+                batch.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+                batch.len(),
+                &Device::Cpu,
+            )
+            .and_then(|ids| x_train.index_select(&ids, 0))
+            .map_err(candle_err("toy batch"))?;
+            let y: Vec<u32> = batch.iter().map(|&i| y_train[i]).collect();
+            Ok(Box::new((ids, y)) as Loaded)
+        }))
+    }
+
+    fn loss_loaded(
+        &mut self,
+        batch: &Vec<usize>,
+        loaded: Loaded,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Tensor> {
+        let Ok(inputs) = loaded.downcast::<(Tensor, Vec<u32>)>() else {
+            return self.loss(batch, rng);
+        };
+        let (x, y) = *inputs;
+        let n = y.len();
+        let y = Tensor::from_vec(y, n, &Device::Cpu).map_err(candle_err("toy batch"))?;
         let logits = self
             .forward(&x, Some(rng))
             .map_err(candle_err("toy forward"))?;

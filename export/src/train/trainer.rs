@@ -27,9 +27,11 @@
 //! bit for bit. candle's own random tensors (`Tensor::rand`) use an unseeded generator;
 //! tasks must not use them.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
@@ -85,6 +87,27 @@ pub trait Task {
     /// masking and any other randomness must be drawn from `rng`.
     fn loss(&mut self, batch: &Self::Batch, rng: &mut ChaCha8Rng) -> Result<Tensor>;
 
+    /// A function that builds a micro-batch's inputs (reading, cropping, augmenting,
+    /// padding) apart from the task, so that the trainer builds the next update's batches
+    /// on another thread while the model computes, as a PyTorch `DataLoader` worker does.
+    /// What it builds must depend on the batch alone (not on the model or `rng`), so that
+    /// runs stay reproducible. `None`, the default: [`Task::loss`] builds them itself.
+    fn loader(&self) -> Option<Loader<Self::Batch>> {
+        None
+    }
+
+    /// [`Task::loss`] given the inputs its [`Task::loader`] built for `batch`; the default
+    /// ignores them.
+    fn loss_loaded(
+        &mut self,
+        batch: &Self::Batch,
+        loaded: Loaded,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Tensor> {
+        drop(loaded);
+        self.loss(batch, rng)
+    }
+
     /// Evaluates the model in eval mode on the task's evaluation data. Names are given
     /// without prefix (`loss`, `accuracy`); the trainer logs them as `eval_loss`, ... An
     /// empty map means the task has nothing to evaluate.
@@ -106,6 +129,13 @@ pub trait Task {
         checkpoint::load_vars(&self.trainable(), &dir.join(MODEL_FILE))
     }
 }
+
+/// A micro-batch's inputs as a [`Task::loader`] builds them, for its
+/// [`Task::loss_loaded`].
+pub type Loaded = Box<dyn Any + Send>;
+
+/// What [`Task::loader`] gives: builds the inputs of a micro-batch on any thread.
+pub type Loader<B> = Arc<dyn Fn(&B) -> Result<Loaded> + Send + Sync>;
 
 /// The optimizer, by Hugging Face's `optim` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -241,7 +271,8 @@ pub struct TrainOutput {
     pub update_time: Option<UpdateTime>,
 }
 
-/// The wall time of one update: building its batches (crop, augmentation, padding),
+/// The wall time of one update: getting its batches (built ahead on another thread when
+/// the task has a [`Task::loader`], so this is the wait, if any; else built in place),
 /// forward, loss, backward, accumulation, clipping and the optimizer step; evaluation,
 /// logging and checkpoints are not in it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -441,7 +472,10 @@ impl Trainer {
     /// Trains `task`: from scratch, or from `resume_from_checkpoint`. At the end the model
     /// (the best checkpoint's with `load_best_model_at_end`) is saved into `output_dir`
     /// with the final `trainer_state.json`, and the curves are drawn.
-    pub fn train<T: Task>(&self, task: &mut T) -> Result<TrainOutput> {
+    pub fn train<T: Task>(&self, task: &mut T) -> Result<TrainOutput>
+    where
+        T::Batch: Clone + Send + 'static,
+    {
         let args = &self.args;
         let out_dir = &args.output_dir;
         std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
@@ -514,104 +548,146 @@ impl Trainer {
         let mut last_eval = Metrics::new();
         let mut last_loss = None;
         let mut update_seconds = Vec::new();
-        while state.global_step < max_steps {
-            if micro >= batches.len() {
-                epoch += 1;
-                micro = 0;
-                epoch_start = rng.get_word_pos();
-                batches = task.train_batches(epoch, args.shuffle.then_some(&mut rng))?;
-                if batches.is_empty() {
-                    return Err(invalid("training batches of an epoch", "at least one", 0));
-                }
-            }
-            let n_batches = batches.len();
-            let group = micro..(micro + accumulation).min(n_batches);
-            let n_group = group.len();
-
-            let update_start = Instant::now();
-            let mut grads = GradStore::default();
-            let mut loss_sum = 0.0;
-            for batch in &batches[group.clone()] {
-                let loss = task.loss(batch, &mut rng)?;
-                loss_sum += scalar_value(&loss)?;
-                let micro_grads = (loss / n_group as f64)
-                    .and_then(|l| l.backward())
-                    .map_err(candle_err("backward pass of the task loss"))?;
-                grad::accumulate(&mut grads, &vars, micro_grads)?;
-            }
-            let grad_norm = if args.max_grad_norm > 0.0 {
-                grad::clip_grad_norm(&mut grads, &vars, args.max_grad_norm)?
-            } else {
-                grad::global_norm(&grads, &vars)?
-            };
-            state.global_step += 1;
-            let step = state.global_step;
-            let lr = schedule.lr(args.learning_rate, step);
-            optimizer.step(&grads, lr)?;
-            drop(grads);
-            update_seconds.push(update_start.elapsed().as_secs_f64());
-
-            micro = group.end;
-            state.epoch_index = epoch;
-            state.micro_batches_done = micro;
-            state.epoch = epoch as f64 + micro as f64 / n_batches as f64;
-            let step_loss = loss_sum / n_group as f64;
-            state.logging_loss_sum += step_loss;
-            state.logging_loss_steps += 1;
-            state.total_loss_sum += step_loss;
-
-            let last = step >= max_steps;
-            let mut logged = false;
-            let mut entry = LogEntry::new();
-            entry.insert("step".into(), step.into());
-            entry.insert("epoch".into(), json_f64(state.epoch));
-            if step % args.logging_steps == 0 || last {
-                let loss = state.logging_loss_sum / state.logging_loss_steps.max(1) as f64;
-                entry.insert("loss".into(), json_f64(loss));
-                entry.insert("lr".into(), json_f64(lr));
-                entry.insert("grad_norm".into(), json_f64(grad_norm));
-                state.logging_loss_sum = 0.0;
-                state.logging_loss_steps = 0;
-                last_loss = Some(loss);
-                logged = true;
-            }
-            let eval_due =
-                args.eval_steps.is_some_and(|k| step % k == 0) || micro == n_batches || last;
-            if eval_due {
-                let metrics: Metrics = task
-                    .evaluate()?
-                    .into_iter()
-                    .map(|(k, v)| (format!("eval_{k}"), v))
-                    .collect();
-                if !metrics.is_empty() {
-                    for (k, v) in &metrics {
-                        entry.insert(k.clone(), json_f64(*v));
+        let loader = task.loader();
+        std::thread::scope(|scope| -> Result<()> {
+            // The next update's inputs, being built on another thread: (its first micro-batch,
+            // the builder).
+            let mut pending: Option<(
+                usize,
+                std::thread::ScopedJoinHandle<'_, Result<Vec<Loaded>>>,
+            )> = None;
+            while state.global_step < max_steps {
+                if micro >= batches.len() {
+                    epoch += 1;
+                    micro = 0;
+                    epoch_start = rng.get_word_pos();
+                    batches = task.train_batches(epoch, args.shuffle.then_some(&mut rng))?;
+                    if batches.is_empty() {
+                        return Err(invalid("training batches of an epoch", "at least one", 0));
                     }
-                    let line: Vec<String> =
-                        metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-                    progress.println(&format!("step {step}: {}", line.join(", ")));
-                    stopped_early = self.record_eval(&mut state, &metrics)?;
-                    last_eval = metrics;
+                }
+                let n_batches = batches.len();
+                let group = micro..(micro + accumulation).min(n_batches);
+                let n_group = group.len();
+
+                let update_start = Instant::now();
+                let loaded = match (&loader, pending.take()) {
+                    (Some(_), Some((start, builder))) if start == group.start => {
+                        Some(builder.join().map_err(|_| Error::InvalidInput {
+                            what: "building a training batch".into(),
+                            expected: "the batch builder to finish".into(),
+                            got: "a panic".into(),
+                        })??)
+                    }
+                    (Some(load), _) => Some(
+                        batches[group.clone()]
+                            .iter()
+                            .map(|b| load(b))
+                            .collect::<Result<Vec<_>>>()?,
+                    ),
+                    (None, _) => None,
+                };
+                if let Some(load) = &loader {
+                    let next = group.end..(group.end + accumulation).min(n_batches);
+                    if !next.is_empty() {
+                        let load = Arc::clone(load);
+                        let planned = batches[next.clone()].to_vec();
+                        pending = Some((
+                            next.start,
+                            scope.spawn(move || planned.iter().map(|b| load(b)).collect()),
+                        ));
+                    }
+                }
+                let mut loaded = loaded.map(Vec::into_iter);
+                let mut grads = GradStore::default();
+                let mut loss_sum = 0.0;
+                for batch in &batches[group.clone()] {
+                    let loss = match loaded.as_mut().and_then(Iterator::next) {
+                        Some(inputs) => task.loss_loaded(batch, inputs, &mut rng)?,
+                        None => task.loss(batch, &mut rng)?,
+                    };
+                    loss_sum += scalar_value(&loss)?;
+                    let micro_grads = (loss / n_group as f64)
+                        .and_then(|l| l.backward())
+                        .map_err(candle_err("backward pass of the task loss"))?;
+                    grad::accumulate(&mut grads, &vars, micro_grads)?;
+                }
+                let grad_norm = if args.max_grad_norm > 0.0 {
+                    grad::clip_grad_norm(&mut grads, &vars, args.max_grad_norm)?
+                } else {
+                    grad::global_norm(&grads, &vars)?
+                };
+                state.global_step += 1;
+                let step = state.global_step;
+                let lr = schedule.lr(args.learning_rate, step);
+                optimizer.step(&grads, lr)?;
+                drop(grads);
+                update_seconds.push(update_start.elapsed().as_secs_f64());
+
+                micro = group.end;
+                state.epoch_index = epoch;
+                state.micro_batches_done = micro;
+                state.epoch = epoch as f64 + micro as f64 / n_batches as f64;
+                let step_loss = loss_sum / n_group as f64;
+                state.logging_loss_sum += step_loss;
+                state.logging_loss_steps += 1;
+                state.total_loss_sum += step_loss;
+
+                let last = step >= max_steps;
+                let mut logged = false;
+                let mut entry = LogEntry::new();
+                entry.insert("step".into(), step.into());
+                entry.insert("epoch".into(), json_f64(state.epoch));
+                if step % args.logging_steps == 0 || last {
+                    let loss = state.logging_loss_sum / state.logging_loss_steps.max(1) as f64;
+                    entry.insert("loss".into(), json_f64(loss));
+                    entry.insert("lr".into(), json_f64(lr));
+                    entry.insert("grad_norm".into(), json_f64(grad_norm));
+                    state.logging_loss_sum = 0.0;
+                    state.logging_loss_steps = 0;
+                    last_loss = Some(loss);
+                    logged = true;
+                }
+                let eval_due =
+                    args.eval_steps.is_some_and(|k| step % k == 0) || micro == n_batches || last;
+                if eval_due {
+                    let metrics: Metrics = task
+                        .evaluate()?
+                        .into_iter()
+                        .map(|(k, v)| (format!("eval_{k}"), v))
+                        .collect();
+                    if !metrics.is_empty() {
+                        for (k, v) in &metrics {
+                            entry.insert(k.clone(), json_f64(*v));
+                        }
+                        let line: Vec<String> =
+                            metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                        progress.println(&format!("step {step}: {}", line.join(", ")));
+                        stopped_early = self.record_eval(&mut state, &metrics)?;
+                        last_eval = metrics;
+                    }
+                }
+                if entry.len() > 2 {
+                    log.write(&entry)?;
+                    state.log_history.push(entry);
+                }
+                state.rng = RngState::capture(&rng, epoch_start);
+                if args.save_steps.is_some_and(|k| step % k == 0) {
+                    self.save_checkpoint(task, &optimizer, &mut state)?;
+                }
+                progress.update(step, state.epoch, last_loss, lr, logged);
+                if stopped_early {
+                    progress.println(&format!(
+                        "early stopping at step {step}: {} did not improve in {} evaluations",
+                        self.metric_key(),
+                        state.early_stopping_patience_counter
+                    ));
+                    break;
                 }
             }
-            if entry.len() > 2 {
-                log.write(&entry)?;
-                state.log_history.push(entry);
-            }
-            state.rng = RngState::capture(&rng, epoch_start);
-            if args.save_steps.is_some_and(|k| step % k == 0) {
-                self.save_checkpoint(task, &optimizer, &mut state)?;
-            }
-            progress.update(step, state.epoch, last_loss, lr, logged);
-            if stopped_early {
-                progress.println(&format!(
-                    "early stopping at step {step}: {} did not improve in {} evaluations",
-                    self.metric_key(),
-                    state.early_stopping_patience_counter
-                ));
-                break;
-            }
-        }
+            Ok(())
+        })?;
+
         progress.finish();
 
         if args.load_best_model_at_end {

@@ -465,3 +465,34 @@ fn update_time_leaves_out_the_warmup() {
     let odd = UpdateTime::of(&[9.0, 9.0, 9.0, 9.0, 9.0, 0.3, 0.1, 0.2]).unwrap();
     assert!((odd.p50_s - 0.2).abs() < 1e-12);
 }
+
+/// Building batches ahead on another thread changes nothing: with dropout (drawn from the
+/// trainer's generator), shuffling and accumulation, the losses and the final weights
+/// equal those of building each batch in place, bit for bit.
+#[test]
+fn prefetched_batches_train_exactly_as_batches_built_in_place() {
+    let run = |prefetch: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut toy = Toy::new(7, 40, 8, 4, 0.2);
+        toy.prefetch = prefetch;
+        assert_eq!(toy.loader().is_some(), prefetch);
+        let a = TrainingArguments {
+            num_train_epochs: 3.0,
+            learning_rate: 1e-2,
+            gradient_accumulation_steps: 3,
+            logging_steps: 1,
+            ..args(dir.path())
+        };
+        Trainer::new(a).unwrap().train(&mut toy).unwrap();
+        (losses(dir.path()), toy.weights())
+    };
+    let (in_place, w_in_place) = run(false);
+    let (prefetched, w_prefetched) = run(true);
+    assert_eq!(
+        in_place.len(),
+        12,
+        "3 epochs of 4 updates (10 batches, 3 per update)"
+    );
+    assert_eq!(prefetched, in_place);
+    assert_eq!(w_prefetched, w_in_place);
+}

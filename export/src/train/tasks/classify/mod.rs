@@ -47,6 +47,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
@@ -54,13 +55,14 @@ use rand_chacha::rand_core::SeedableRng;
 
 use crate::error::{Error, Result, candle_err, io_err, read_json};
 use crate::train::checkpoint::MODEL_FILE;
+use crate::train::data::Batch as ClipBatch;
 use crate::train::data::{
     AudioSet, Augment, BatchConfig, Epoch, Example, FeatureConfig, LabelVocab, Order, Splits,
     Stage, batch_rng, collate,
 };
 use crate::train::loss::classify::cross_entropy;
 use crate::train::metrics::ConfusionMatrix;
-use crate::train::trainer::{Metrics, Task};
+use crate::train::trainer::{Loaded, Loader, Metrics, Task};
 use crate::wav2vec2::model::{Mode, Trainable, Wav2Vec2Model};
 use crate::wav2vec2::{Head, load_dir, load_dir_with_new_head};
 
@@ -92,7 +94,8 @@ pub struct ClassifyTask {
     model: Wav2Vec2Model,
     labels: LabelVocab,
     features: FeatureConfig,
-    train: AudioSet,
+    /// Shared with the batch builder of [`Task::loader`].
+    train: Arc<AudioSet>,
     eval: Option<AudioSet>,
     test: Option<AudioSet>,
     /// The init checkpoint's `preprocessor_config.json`, written as is on save.
@@ -258,7 +261,7 @@ impl ClassifyTask {
             model,
             labels,
             features,
-            train,
+            train: Arc::new(train),
             eval,
             test,
             preprocessor,
@@ -446,6 +449,46 @@ fn check_lengths(set: &AudioSet, min_samples: usize) -> Result<()> {
     Ok(())
 }
 
+/// Training batch `batch` of `train`: cropped, augmented, normalized and padded, from its
+/// own generator ([`batch_rng`]), so that it can be built on any thread.
+fn build_batch(
+    train: &AudioSet,
+    features: &FeatureConfig,
+    augment: Option<&Augment>,
+    batch: &PlannedBatch,
+) -> Result<ClipBatch> {
+    let stage = Stage::Train {
+        rng: &mut batch_rng(batch.seed, batch.position),
+        augment,
+    };
+    collate(train, &batch.indices, features, stage)
+}
+
+impl ClassifyTask {
+    /// [`build_batch`] with the task's data and augmentation.
+    fn build_batch(&self, batch: &PlannedBatch) -> Result<ClipBatch> {
+        let augment = self.augment.as_ref().filter(|a| !a.is_off());
+        build_batch(&self.train, &self.features, augment, batch)
+    }
+
+    /// The mean cross-entropy of the model in training mode on a built batch.
+    fn loss_on(&mut self, b: ClipBatch, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        let with_mask = self.features.extractor.return_attention_mask;
+        let t = b.to_tensors(self.model.device(), with_mask)?;
+        let labels = t.labels.ok_or_else(|| Error::InvalidInput {
+            what: "training batch".into(),
+            expected: "labels".into(),
+            got: "none".into(),
+        })?;
+        let logits = self.model.forward_t(
+            &t.input_values,
+            t.attention_mask.as_ref(),
+            Mode::Train { rng },
+        )?;
+        cross_entropy(&logits, &labels)
+    }
+}
+
 impl Task for ClassifyTask {
     type Batch = PlannedBatch;
 
@@ -494,24 +537,30 @@ impl Task for ClassifyTask {
     }
 
     fn loss(&mut self, batch: &PlannedBatch, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-        let stage = Stage::Train {
-            rng: &mut batch_rng(batch.seed, batch.position),
-            augment: self.augment.as_ref().filter(|a| !a.is_off()),
-        };
-        let b = collate(&self.train, &batch.indices, &self.features, stage)?;
-        let with_mask = self.features.extractor.return_attention_mask;
-        let t = b.to_tensors(self.model.device(), with_mask)?;
-        let labels = t.labels.ok_or_else(|| Error::InvalidInput {
-            what: "training batch".into(),
-            expected: "labels".into(),
-            got: "none".into(),
-        })?;
-        let logits = self.model.forward_t(
-            &t.input_values,
-            t.attention_mask.as_ref(),
-            Mode::Train { rng },
-        )?;
-        cross_entropy(&logits, &labels)
+        let inputs = self.build_batch(batch)?;
+        self.loss_on(inputs, rng)
+    }
+
+    fn loader(&self) -> Option<Loader<PlannedBatch>> {
+        let train = Arc::clone(&self.train);
+        let features = self.features.clone();
+        let augment = self.augment.clone().filter(|a| !a.is_off());
+        Some(Arc::new(move |batch: &PlannedBatch| {
+            let b = build_batch(&train, &features, augment.as_ref(), batch)?;
+            Ok(Box::new(b) as Loaded)
+        }))
+    }
+
+    fn loss_loaded(
+        &mut self,
+        batch: &PlannedBatch,
+        loaded: Loaded,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Tensor> {
+        match loaded.downcast::<ClipBatch>() {
+            Ok(inputs) => self.loss_on(*inputs, rng),
+            Err(_) => self.loss(batch, rng),
+        }
     }
 
     fn evaluate(&mut self) -> Result<Metrics> {
