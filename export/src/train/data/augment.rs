@@ -20,8 +20,13 @@
 //! and is left silent. Samples are not clipped: they are `f32` and the model never sees a
 //! quantized signal.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+
+use hearken::audio::StreamResampler;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
 
 use crate::{Error, Result};
 
@@ -153,37 +158,43 @@ impl Augment {
         }
         // The clip is read as if recorded at `from_hz`, a multiple of `RATE_STEP_HZ`, so
         // that a run needs few resamplers (their filter tables are the costly part), each
-        // built once per thread and kept.
+        // built once and kept in a shared pool.
         let steps = round(f64::from(sample_rate_hz) * factor / RATE_STEP_HZ);
         let from_hz = (steps * RATE_STEP_HZ) as u32;
         if from_hz == sample_rate_hz {
             return Ok(None);
         }
-        RESAMPLERS.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            let resampler = match cache.entry((from_hz, sample_rate_hz)) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                    hearken::audio::StreamResampler::new(from_hz, sample_rate_hz)
-                        .map_err(crate::error::runtime_err("speed perturbation"))?,
-                ),
-            };
-            // `finish` ends the stream and resets the resampler for the next clip; a failed
-            // `push` leaves it as it was, so reset it before giving the error back.
-            let mut out = match resampler.push(samples) {
-                Ok(out) => out,
-                Err(e) => {
-                    let _ = resampler.reset();
-                    return Err(crate::error::runtime_err("speed perturbation")(e));
-                }
-            };
-            out.extend(
-                resampler
-                    .finish()
-                    .map_err(crate::error::runtime_err("speed perturbation"))?,
-            );
-            Ok(Some(out))
-        })
+        // One from the shared pool (the batch builders run on short-lived threads), or a
+        // new one; put back after use.
+        let key = (from_hz, sample_rate_hz);
+        let pooled = RESAMPLERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&key)
+            .and_then(Vec::pop);
+        let mut resampler = match pooled {
+            Some(r) => r,
+            None => hearken::audio::StreamResampler::new(from_hz, sample_rate_hz)
+                .map_err(crate::error::runtime_err("speed perturbation"))?,
+        };
+        // `finish` ends the stream and resets the resampler for the next clip; a failed
+        // `push` leaves it as it was, so reset it before giving it back.
+        let out = resampler.push(samples).and_then(|mut out| {
+            out.extend(resampler.finish()?);
+            Ok(out)
+        });
+        if out.is_err() {
+            let _ = resampler.reset();
+        }
+        RESAMPLERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .push(resampler);
+        Ok(Some(out.map_err(crate::error::runtime_err(
+            "speed perturbation",
+        ))?))
     }
 
     /// Augments one cropped example in place with gain and noise, `samples`:
@@ -219,12 +230,9 @@ impl Augment {
 /// steps of 0.005 at 16 kHz.
 const RATE_STEP_HZ: f64 = 80.0;
 
-thread_local! {
-    /// The speed-perturbation resamplers of this thread, by (from, to) rate.
-    static RESAMPLERS: std::cell::RefCell<
-        std::collections::HashMap<(u32, u32), hearken::audio::StreamResampler>,
-    > = std::cell::RefCell::new(std::collections::HashMap::new());
-}
+/// Idle speed-perturbation resamplers, by (from, to) rate, shared by all threads.
+static RESAMPLERS: LazyLock<Mutex<HashMap<(u32, u32), Vec<StreamResampler>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Uniform in `min ..= max` (exactly `min` when the range is one point or inverted).
 fn uniform(rng: &mut ChaCha8Rng, min: f32, max: f32) -> f32 {
@@ -247,12 +255,9 @@ pub(crate) fn mean_power(samples: &[f32]) -> f64 {
         / samples.len() as f64
 }
 
-/// A standard normal draw (Box–Muller, one of the pair).
+/// A standard normal draw (rand_distr's ziggurat: no logarithm or cosine per sample).
 fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
-    // 1 - U maps [0, 1) to (0, 1], keeping ln finite.
-    let u1 = 1.0 - rng.random::<f64>();
-    let u2 = rng.random::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    StandardNormal.sample(rng)
 }
 
 #[cfg(test)]
