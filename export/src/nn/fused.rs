@@ -352,6 +352,157 @@ impl CustomOp3 for NormLast {
     }
 }
 
+/// `x` `(B, T, C)` normalized over time for each example and channel (biased variance,
+/// `eps` added to it), times `weight` plus `bias`, both `C` values: GroupNorm with one group
+/// per channel on channels-last activations, with the gradients of [`norm_last`]'s
+/// `PerChannel` case, without transposing the input.
+pub fn norm_over_time(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    let (_, _, c) = x.dims3()?;
+    if weight.elem_count() != c || bias.elem_count() != c {
+        candle_core::bail!(
+            "norm_over_time: weight {:?} and bias {:?} do not match {c} channels",
+            weight.shape(),
+            bias.shape()
+        )
+    }
+    if !fusable(x) || !fusable(weight) || !fusable(bias) {
+        let w = weight.reshape((c, 1))?;
+        let b = bias.reshape((c, 1))?;
+        return norm_last(&x.transpose(1, 2)?, &w, &b, eps, Affine::PerChannel)?.transpose(1, 2);
+    }
+    x.contiguous()?.apply_op3(
+        &weight.flatten_all()?.contiguous()?,
+        &bias.flatten_all()?.contiguous()?,
+        NormTime { eps },
+    )
+}
+
+struct NormTime {
+    eps: f64,
+}
+
+/// Per channel of one example `x` `(T, C)`: the mean and `1 / σ`, accumulated in `f64`.
+fn time_stats(x: &[f32], c: usize, eps: f64) -> (Vec<f32>, Vec<f32>) {
+    let t = (x.len() / c.max(1)).max(1) as f64;
+    let mut sum = vec![0f64; c];
+    for row in x.chunks_exact(c) {
+        for (s, &v) in sum.iter_mut().zip(row) {
+            *s += f64::from(v);
+        }
+    }
+    let mean: Vec<f64> = sum.iter().map(|s| s / t).collect();
+    let mut sq = vec![0f64; c];
+    for row in x.chunks_exact(c) {
+        for ((s, &v), &m) in sq.iter_mut().zip(row).zip(&mean) {
+            let d = f64::from(v) - m;
+            *s += d * d;
+        }
+    }
+    let rstd = sq
+        .iter()
+        .map(|s| (1.0 / (s / t + eps).sqrt()) as f32)
+        .collect();
+    (mean.iter().map(|&m| m as f32).collect(), rstd)
+}
+
+impl CustomOp3 for NormTime {
+    fn name(&self) -> &'static str {
+        "hearken-norm-over-time"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = data(s1, l1, self.name())?;
+        let w = data(s2, l2, self.name())?;
+        let b = data(s3, l3, self.name())?;
+        let (_, t, c) = l1.shape().dims3()?;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut((t * c).max(1))
+            .zip(x.par_chunks((t * c).max(1)))
+            .for_each(|(y, x)| {
+                let (mean, rstd) = time_stats(x, c, self.eps);
+                for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                    for j in 0..c {
+                        y[j] = (x[j] - mean[j]) * rstd[j] * w[j] + b[j];
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (_, t, c) = x.dims3()?;
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let ws = w.flatten_all()?.to_vec1::<f32>()?;
+        let gs = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let item = (t * c).max(1);
+        let mut dx = vec![0f32; xs.len()];
+        let per_item: Vec<(Vec<f64>, Vec<f64>)> = dx
+            .par_chunks_mut(item)
+            .zip(xs.par_chunks(item).zip(gs.par_chunks(item)))
+            .map(|(dx, (x, g))| {
+                let (mean, rstd) = time_stats(x, c, self.eps);
+                let (mut sum_gw, mut sum_gw_xhat) = (vec![0f64; c], vec![0f64; c]);
+                let (mut dw, mut db) = (vec![0f64; c], vec![0f64; c]);
+                for (x, g) in x.chunks_exact(c).zip(g.chunks_exact(c)) {
+                    for j in 0..c {
+                        let xhat = f64::from((x[j] - mean[j]) * rstd[j]);
+                        let gw = f64::from(g[j] * ws[j]);
+                        sum_gw[j] += gw;
+                        sum_gw_xhat[j] += gw * xhat;
+                        dw[j] += f64::from(g[j]) * xhat;
+                        db[j] += f64::from(g[j]);
+                    }
+                }
+                let n = t.max(1) as f64;
+                for (dx, (x, g)) in dx
+                    .chunks_exact_mut(c)
+                    .zip(x.chunks_exact(c).zip(g.chunks_exact(c)))
+                {
+                    for j in 0..c {
+                        let xhat = f64::from((x[j] - mean[j]) * rstd[j]);
+                        let gw = f64::from(g[j] * ws[j]);
+                        dx[j] = ((gw - sum_gw[j] / n - xhat * sum_gw_xhat[j] / n)
+                            * f64::from(rstd[j])) as f32;
+                    }
+                }
+                (dw, db)
+            })
+            .collect();
+        let mut dw = vec![0f64; c];
+        let mut db = vec![0f64; c];
+        for (w_part, b_part) in &per_item {
+            for j in 0..c {
+                dw[j] += w_part[j];
+                db[j] += b_part[j];
+            }
+        }
+        let to = |v: Vec<f64>, like: &Tensor| {
+            Tensor::from_vec(
+                v.into_iter().map(|v| v as f32).collect::<Vec<f32>>(),
+                like.shape(),
+                like.device(),
+            )
+        };
+        let dx = Tensor::from_vec(dx, x.shape(), x.device())?;
+        Ok((Some(dx), Some(to(dw, w)?), Some(to(db, b)?)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::{Device, Var};
@@ -461,6 +612,47 @@ mod tests {
                     "{affine:?} d{name}: {d} (scale {scale})"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn norm_over_time_matches_the_transposed_channel_norm() {
+        let x = Var::from_tensor(&values(&[3, 41, 5], 8)).unwrap();
+        let w = Var::from_tensor(&(values(&[5], 9) * 0.5).unwrap()).unwrap();
+        let b = Var::from_tensor(&values(&[5], 10)).unwrap();
+        let g = values(&[3, 41, 5], 11);
+        let eps = 1e-5;
+        let ours = norm_over_time(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps).unwrap();
+        let theirs = norm_reference(
+            &x.as_tensor().transpose(1, 2).unwrap(),
+            &w.as_tensor().reshape((5, 1)).unwrap(),
+            &b.as_tensor().reshape((5, 1)).unwrap(),
+            eps,
+        )
+        .transpose(1, 2)
+        .unwrap();
+        assert!(max_diff(&ours, &theirs) < 1e-5);
+        let d_ours = (ours * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let d_theirs = (theirs * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
+            let (a, r) = (d_ours.get(v).unwrap(), d_theirs.get(v).unwrap());
+            assert_eq!(a.shape(), r.shape(), "{name}");
+            let scale = r
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let d = max_diff(a, r);
+            assert!(d <= 1e-4 * scale.max(1.0), "d{name}: {d} (scale {scale})");
         }
     }
 

@@ -67,7 +67,7 @@ use super::{
 };
 use crate::error::{Error, Result, candle_err};
 use crate::nn::conv::{conv1d, conv1d_channels_last};
-use crate::nn::fused::{Affine, gelu_erf, norm_last};
+use crate::nn::fused::{Affine, gelu_erf, norm_last, norm_over_time};
 
 /// `eps` of the feature encoder's GroupNorm / LayerNorm and of HuBERT's positional
 /// BatchNorm (PyTorch's default; `layer_norm_eps` applies only to the transformer and the
@@ -216,8 +216,8 @@ impl ConvLayer {
         }
         let x = match &self.norm {
             ConvNorm::None => x,
-            // Per channel over time: the one layer that needs (B, C, N).
-            ConvNorm::Group(norm) => norm.forward(&x.transpose(1, 2)?)?.transpose(1, 2)?,
+            // Per channel over time, on the channels-last activations.
+            ConvNorm::Group(norm) => norm_over_time(&x, &norm.weight, &norm.bias, norm.eps)?,
             ConvNorm::Layer(norm) => norm.forward(&x)?,
         };
         gelu_erf(&x)
