@@ -231,8 +231,10 @@ impl Augment {
 const RATE_STEP_HZ: f64 = 80.0;
 
 /// Idle speed-perturbation resamplers, by (from, to) rate, shared by all threads.
-static RESAMPLERS: LazyLock<Mutex<HashMap<(u32, u32), Vec<StreamResampler>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+static RESAMPLERS: LazyLock<Mutex<ResamplerPool>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Resamplers by (from, to) rate.
+type ResamplerPool = HashMap<(u32, u32), Vec<StreamResampler>>;
 
 /// Uniform in `min ..= max` (exactly `min` when the range is one point or inverted).
 fn uniform(rng: &mut ChaCha8Rng, min: f32, max: f32) -> f32 {
