@@ -115,8 +115,9 @@ fn losses_match_pytorch_step_for_step() {
     let tmp = tempfile::tempdir().unwrap();
     let (m, i) = (manifest(), init());
     let mut worst = 0f64;
-    for run in &steps.runs {
-        let out = tmp.path().join(&run.name);
+    // Whole batches, and batches split into data-parallel shards (3: uneven parts).
+    for (run, shards) in steps.runs.iter().flat_map(|r| [(r, "1"), (r, "3")]) {
+        let out = tmp.path().join(format!("{}-shards{shards}", run.name));
         let (out_s, bs, accum, lr, wd, clip, n) = (
             out.display().to_string(),
             run.batch_size.to_string(),
@@ -150,6 +151,10 @@ fn losses_match_pytorch_step_for_step() {
             &clip,
             "--max-steps",
             &n,
+            "--threads",
+            "2",
+            "--shards",
+            shards,
         ];
         if run.train_all {
             args.push("--train-all");
@@ -163,7 +168,7 @@ fn losses_match_pytorch_step_for_step() {
             .map(|((_, ours), theirs)| (ours - theirs).abs() / theirs.abs())
             .collect();
         println!(
-            "{:14} relative loss error per step: {}",
+            "{:14} shards {shards}: relative loss error per step: {}",
             run.name,
             errors
                 .iter()
@@ -174,7 +179,7 @@ fn losses_match_pytorch_step_for_step() {
         for (k, e) in errors.iter().enumerate() {
             assert!(
                 *e <= LOSS_TOLERANCE,
-                "{} step {}: {} vs PyTorch {} ({e:.1e})",
+                "{} (shards {shards}) step {}: {} vs PyTorch {} ({e:.1e})",
                 run.name,
                 k + 1,
                 got[k].1,

@@ -226,6 +226,12 @@ struct ClassifyArgs {
     /// CPU threads for the model's math (default: the physical cores).
     #[arg(long, help_heading = "Training")]
     threads: Option<usize>,
+    /// Split each training micro-batch into N data-parallel shards, one thread each, whose
+    /// gradients add up (as data-parallel training over devices does; each shard draws its
+    /// own dropout and masks). 1 computes whole batches with --threads math threads.
+    /// Default: --threads (the physical cores).
+    #[arg(long, help_heading = "Training")]
+    shards: Option<usize>,
     /// No progress bar.
     #[arg(long, help_heading = "Training")]
     no_progress: bool,
@@ -411,6 +417,10 @@ fn options(a: &ClassifyArgs) -> Result<ClassifyOptions> {
         },
         seed: a.seed,
         augment: augment(a),
+        shards: a
+            .shards
+            .or(a.threads)
+            .unwrap_or_else(candle_core::utils::get_num_threads),
         ..ClassifyOptions::new(init)
     })
 }
@@ -469,13 +479,19 @@ fn augment(a: &ClassifyArgs) -> Option<Augment> {
     (!augment.is_off()).then_some(augment)
 }
 
-/// Sets the math threads of candle (which reads them from the environment when its pool
-/// starts).
-fn set_threads(n: usize) -> Result<()> {
-    if n == 0 {
-        bail!("--threads must be at least 1");
+/// Sets the math threads of candle and rayon (which read them from the environment when
+/// their pools start): `threads` for rayon (the fused kernels, batch building, matrix
+/// products), and for candle's element-wise pool one thread when batches are sharded (each
+/// shard is a thread of its own) or `threads` when they are not.
+fn set_threads(threads: usize, shards: usize) -> Result<()> {
+    if threads == 0 || shards == 0 {
+        bail!("--threads and --shards must be at least 1");
     }
-    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
+    let candle = if shards > 1 { 1 } else { threads };
+    for (var, n) in [
+        ("RAYON_NUM_THREADS", threads),
+        ("CANDLE_NUM_THREADS", candle),
+    ] {
         // SAFETY: called first thing in the command, while the process has one thread
         // (clap parses on the main thread; nothing has started candle's or rayon's pools
         // or any other thread), so no other thread can read the environment concurrently.
@@ -508,9 +524,12 @@ fn resume_dir(spec: &str, out: &Path) -> Result<PathBuf> {
 const METRICS: [&str; 3] = ["loss", "accuracy", "f1"];
 
 fn classify(a: ClassifyArgs) -> Result<()> {
-    if let Some(n) = a.threads {
-        set_threads(n)?;
-    }
+    let threads = match a.threads {
+        Some(n) => n,
+        None => candle_core::utils::get_num_threads(),
+    };
+    let shards = a.shards.unwrap_or(threads);
+    set_threads(threads, shards)?;
     // Checked before hours of training, not when they are used.
     let metric = a.metric_for_best_model.as_str();
     if !METRICS.contains(&metric.strip_prefix("eval_").unwrap_or(metric)) {

@@ -96,6 +96,24 @@ pub trait Task {
         None
     }
 
+    /// The training loss of one micro-batch as data-parallel shards: losses of disjoint
+    /// parts of the batch, each with its own graph, that sum to the batch's loss. The
+    /// trainer runs their backward passes on as many threads and adds the gradients, as
+    /// data-parallel training adds them over devices. `loaded` is what [`Task::loader`]
+    /// built for `batch`, if it has one. The default: one shard, [`Task::loss_loaded`] or
+    /// [`Task::loss`].
+    fn loss_shards(
+        &mut self,
+        batch: &Self::Batch,
+        loaded: Option<Loaded>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Tensor>> {
+        Ok(vec![match loaded {
+            Some(inputs) => self.loss_loaded(batch, inputs, rng)?,
+            None => self.loss(batch, rng)?,
+        }])
+    }
+
     /// [`Task::loss`] given the inputs its [`Task::loader`] built for `batch`; the default
     /// ignores them.
     fn loss_loaded(
@@ -128,6 +146,35 @@ pub trait Task {
     fn load(&mut self, dir: &Path) -> Result<()> {
         checkpoint::load_vars(&self.trainable(), &dir.join(MODEL_FILE))
     }
+}
+
+/// The gradients of each of `losses` divided by `n_group`, in order: the backward passes
+/// run on one thread each when there are several.
+fn backward_all(losses: Vec<Tensor>, n_group: usize) -> Result<Vec<GradStore>> {
+    let backward = |loss: Tensor| {
+        (loss / n_group as f64)
+            .and_then(|l| l.backward())
+            .map_err(candle_err("backward pass of the task loss"))
+    };
+    if losses.len() <= 1 {
+        return losses.into_iter().map(backward).collect();
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = losses
+            .into_iter()
+            .map(|loss| scope.spawn(move || backward(loss)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().map_err(|_| Error::InvalidInput {
+                    what: "a backward pass".into(),
+                    expected: "its thread to finish".into(),
+                    got: "a panic".into(),
+                })?
+            })
+            .collect()
+    })
 }
 
 /// A micro-batch's inputs as a [`Task::loader`] builds them, for its
@@ -602,15 +649,14 @@ impl Trainer {
                 let mut grads = GradStore::default();
                 let mut loss_sum = 0.0;
                 for batch in &batches[group.clone()] {
-                    let loss = match loaded.as_mut().and_then(Iterator::next) {
-                        Some(inputs) => task.loss_loaded(batch, inputs, &mut rng)?,
-                        None => task.loss(batch, &mut rng)?,
-                    };
-                    loss_sum += scalar_value(&loss)?;
-                    let micro_grads = (loss / n_group as f64)
-                        .and_then(|l| l.backward())
-                        .map_err(candle_err("backward pass of the task loss"))?;
-                    grad::accumulate(&mut grads, &vars, micro_grads)?;
+                    let inputs = loaded.as_mut().and_then(Iterator::next);
+                    let losses = task.loss_shards(batch, inputs, &mut rng)?;
+                    for loss in &losses {
+                        loss_sum += scalar_value(loss)?;
+                    }
+                    for shard_grads in backward_all(losses, n_group)? {
+                        grad::accumulate(&mut grads, &vars, shard_grads)?;
+                    }
                 }
                 let grad_norm = if args.max_grad_norm > 0.0 {
                     grad::clip_grad_norm(&mut grads, &vars, args.max_grad_norm)?

@@ -165,6 +165,36 @@ pub struct BatchTensors {
 }
 
 impl Batch {
+    /// The batch as up to `n` consecutive row ranges of near-equal size (the first ones one
+    /// row longer), each padded to this batch's length, so that every row is computed as it
+    /// would be in the whole batch. `n` is clamped to `1 ..= batch_size`.
+    pub fn split(&self, n: usize) -> Vec<Batch> {
+        let n = n.clamp(1, self.batch_size.max(1));
+        let (base, extra) = (self.batch_size / n, self.batch_size % n);
+        let mut out = Vec::with_capacity(n);
+        let mut start = 0;
+        for i in 0..n {
+            let rows = base + usize::from(i < extra);
+            let (a, b) = (start * self.n_samples, (start + rows) * self.n_samples);
+            let labels = if self.labels.is_empty() {
+                Vec::new()
+            } else {
+                self.labels[start..start + rows].to_vec()
+            };
+            out.push(Batch {
+                input_values: self.input_values[a..b].to_vec(),
+                attention_mask: self.attention_mask[a..b].to_vec(),
+                n_samples: self.n_samples,
+                batch_size: rows,
+                lengths: self.lengths[start..start + rows].to_vec(),
+                labels,
+                indices: self.indices[start..start + rows].to_vec(),
+            });
+            start += rows;
+        }
+        out
+    }
+
     /// Copies the batch into tensors on `device`; the mask is included when
     /// `with_attention_mask` (pass the extractor's `return_attention_mask`).
     ///

@@ -50,6 +50,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor, Var};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
@@ -105,6 +106,8 @@ pub struct ClassifyTask {
     order: Order,
     augment: Option<Augment>,
     seed: u64,
+    /// Data-parallel shards of a training micro-batch ([`ClassifyOptions::shards`]).
+    shards: usize,
 }
 
 impl ClassifyTask {
@@ -270,6 +273,7 @@ impl ClassifyTask {
             order: options.order,
             augment: options.augment,
             seed: options.seed,
+            shards: options.shards.max(1),
         })
     }
 
@@ -464,6 +468,27 @@ fn build_batch(
     collate(train, &batch.indices, features, stage)
 }
 
+/// The mean cross-entropy of `model` in training mode on the built batch `b`.
+fn train_loss(
+    model: &Wav2Vec2Model,
+    b: &ClipBatch,
+    with_mask: bool,
+    rng: &mut ChaCha8Rng,
+) -> Result<Tensor> {
+    let t = b.to_tensors(model.device(), with_mask)?;
+    let labels = t.labels.ok_or_else(|| Error::InvalidInput {
+        what: "training batch".into(),
+        expected: "labels".into(),
+        got: "none".into(),
+    })?;
+    let logits = model.forward_t(
+        &t.input_values,
+        t.attention_mask.as_ref(),
+        Mode::Train { rng },
+    )?;
+    cross_entropy(&logits, &labels)
+}
+
 impl ClassifyTask {
     /// [`build_batch`] with the task's data and augmentation.
     fn build_batch(&self, batch: &PlannedBatch) -> Result<ClipBatch> {
@@ -474,18 +499,7 @@ impl ClassifyTask {
     /// The mean cross-entropy of the model in training mode on a built batch.
     fn loss_on(&mut self, b: ClipBatch, rng: &mut ChaCha8Rng) -> Result<Tensor> {
         let with_mask = self.features.extractor.return_attention_mask;
-        let t = b.to_tensors(self.model.device(), with_mask)?;
-        let labels = t.labels.ok_or_else(|| Error::InvalidInput {
-            what: "training batch".into(),
-            expected: "labels".into(),
-            got: "none".into(),
-        })?;
-        let logits = self.model.forward_t(
-            &t.input_values,
-            t.attention_mask.as_ref(),
-            Mode::Train { rng },
-        )?;
-        cross_entropy(&logits, &labels)
+        train_loss(&self.model, &b, with_mask, rng)
     }
 }
 
@@ -549,6 +563,57 @@ impl Task for ClassifyTask {
             let b = build_batch(&train, &features, augment.as_ref(), batch)?;
             Ok(Box::new(b) as Loaded)
         }))
+    }
+
+    fn loss_shards(
+        &mut self,
+        batch: &PlannedBatch,
+        loaded: Option<Loaded>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Tensor>> {
+        let inputs = match loaded.map(|l| l.downcast::<ClipBatch>()) {
+            Some(Ok(inputs)) => *inputs,
+            _ => self.build_batch(batch)?,
+        };
+        let n = if self.model.config().conv_pos_batch_norm {
+            1
+        } else {
+            self.shards.min(inputs.batch_size)
+        };
+        if n <= 1 {
+            return Ok(vec![self.loss_on(inputs, rng)?]);
+        }
+        // Each shard's dropout, LayerDrop and masks from its own generator, seeded from the
+        // trainer's (as each device of data-parallel training draws its own).
+        let total = inputs.batch_size as f64;
+        let parts = inputs.split(n);
+        let seeds: Vec<u64> = parts.iter().map(|_| rng.random()).collect();
+        let with_mask = self.features.extractor.return_attention_mask;
+        let model = &self.model;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .zip(seeds)
+                .map(|(part, seed)| {
+                    scope.spawn(move || -> Result<Tensor> {
+                        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                        let loss = train_loss(model, &part, with_mask, &mut rng)?;
+                        (loss * (part.batch_size as f64 / total))
+                            .map_err(candle_err("weighting a shard's loss"))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().map_err(|_| Error::InvalidInput {
+                        what: "a training shard".into(),
+                        expected: "its thread to finish".into(),
+                        got: "a panic".into(),
+                    })?
+                })
+                .collect()
+        })
     }
 
     fn loss_loaded(

@@ -241,6 +241,11 @@ pub struct ClassifyOptions {
     pub augment: Option<Augment>,
     /// Seeds the initialization of new weights, and the crops of unshuffled epochs.
     pub seed: u64,
+    /// Data-parallel shards of each training micro-batch, run on one thread each (see
+    /// [`crate::train::Task::loss_shards`]): give it the number of cores and one math
+    /// thread to candle. 1 computes the batch whole. Models with a BatchNorm are not
+    /// sharded (its statistics are the whole batch's).
+    pub shards: usize,
 }
 
 impl ClassifyOptions {
@@ -259,6 +264,7 @@ impl ClassifyOptions {
             order: Order::Shuffle,
             augment: None,
             seed: 42,
+            shards: 1,
         }
     }
 }
