@@ -12,7 +12,15 @@
 //!   evaluation data: `load_best_model_at_end`);
 //! - `--save-total-limit` is 2 (the best checkpoint is kept besides), as checkpoints hold
 //!   the optimizer's state, three times the model;
-//! - `--log-every` is 10 updates, not 500: runs here are short.
+//! - `--log-every` is 10 updates, not 500: runs here are short;
+//! - on the CPU, each micro-batch is split into `--shards` data-parallel parts (default: one
+//!   per core), computed and differentiated on a thread each with one math thread apiece,
+//!   and the next update's batches are built on another thread meanwhile. candle's own
+//!   multi-threading of single ops gains little on small models (its pool's start-up and
+//!   barriers cost about what the split work saves); whole-batch parallelism does: on two
+//!   cores a tiny-model update takes ~57 ms sharded against ~75 ms whole. Each shard draws
+//!   its own dropout and masks, as each device of data-parallel training does; without
+//!   randomness the losses equal the whole batch's (to float rounding, by test).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -13,6 +13,10 @@
 //!   (mean, then the mean of squared deviations), as PyTorch does, rather than with
 //!   candle-nn's fused layer norm, which uses `E[x²] - E[x]²` and loses digits when a
 //!   channel's mean is large against its spread (the first feature-encoder convolution);
+//!   LayerNorm and GroupNorm, and GELU, are the fused CPU kernels of [`crate::nn::fused`],
+//!   each with its own backward pass, and the feature encoder runs channels last
+//!   ([`crate::nn::conv::conv1d_channels_last`]), to the same values as transformers' (B,
+//!   C, N) layout;
 //! - padded keys get `f32::MIN` added to their attention scores, transformers' `finfo.min`.
 //!
 //! Everything here is differentiable: no candle-nn fused op is used (`layer_norm`,

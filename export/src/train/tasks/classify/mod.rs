@@ -616,18 +616,6 @@ impl Task for ClassifyTask {
         })
     }
 
-    fn loss_loaded(
-        &mut self,
-        batch: &PlannedBatch,
-        loaded: Loaded,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Tensor> {
-        match loaded.downcast::<ClipBatch>() {
-            Ok(inputs) => self.loss_on(*inputs, rng),
-            Err(_) => self.loss(batch, rng),
-        }
-    }
-
     fn evaluate(&mut self) -> Result<Metrics> {
         let Some(set) = &self.eval else {
             return Ok(Metrics::new());
