@@ -184,6 +184,13 @@ pub fn load_vars(vars: &[(String, Var)], path: &Path) -> Result<()> {
             ),
         });
     }
+    set_vars(vars, &tensors)
+}
+
+/// Sets every variable from the tensor of its name in `tensors` (converted to the
+/// variable's dtype), which must be there with the variable's shape; other tensors are
+/// ignored.
+pub fn set_vars(vars: &[(String, Var)], tensors: &HashMap<String, Tensor>) -> Result<()> {
     for (name, var) in vars {
         let t = tensors
             .get(name)

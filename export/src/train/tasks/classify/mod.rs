@@ -55,7 +55,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
 use crate::error::{Error, Result, candle_err, io_err, read_json};
-use crate::train::checkpoint::MODEL_FILE;
+use crate::train::checkpoint::{self, MODEL_FILE};
 use crate::train::data::Batch as ClipBatch;
 use crate::train::data::{
     AudioSet, Augment, BatchConfig, Epoch, Example, FeatureConfig, LabelVocab, Order, Splits,
@@ -653,22 +653,6 @@ impl Task for ClassifyTask {
         let path = dir.join(MODEL_FILE);
         let tensors = candle_core::safetensors::load(&path, self.model.device())
             .map_err(candle_err(format!("reading {}", path.display())))?;
-        for (name, var) in self.model.vars() {
-            let t = tensors
-                .get(&name)
-                .ok_or_else(|| Error::MissingTensor { name: name.clone() })?;
-            if t.dims() != var.dims() {
-                return Err(Error::ShapeMismatch {
-                    name,
-                    expected: var.dims().to_vec(),
-                    got: t.dims().to_vec(),
-                });
-            }
-            let t = t
-                .to_dtype(var.dtype())
-                .map_err(candle_err(format!("loading {name}")))?;
-            var.set(&t).map_err(candle_err(format!("loading {name}")))?;
-        }
-        Ok(())
+        checkpoint::set_vars(&self.model.vars(), &tensors)
     }
 }
