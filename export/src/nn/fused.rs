@@ -552,10 +552,8 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
+    fn max_abs(t: &Tensor) -> f32 {
+        t.abs()
             .unwrap()
             .flatten_all()
             .unwrap()
@@ -563,6 +561,34 @@ mod tests {
             .unwrap()
             .to_scalar()
             .unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        max_abs(&(a - b).unwrap())
+    }
+
+    /// `ours` within 1e-5 of `theirs`, and the gradients of `sum(y g)` with respect to
+    /// each of `vars` within 1e-4 of the reference's scale (at least 1).
+    fn assert_forward_and_gradients_match(
+        ours: Tensor,
+        theirs: Tensor,
+        g: &Tensor,
+        vars: [(&str, &Var); 3],
+        what: &str,
+    ) {
+        assert!(max_diff(&ours, &theirs) < 1e-5, "{what} forward");
+        let d_ours = (ours * g).unwrap().sum_all().unwrap().backward().unwrap();
+        let d_theirs = (theirs * g).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, v) in vars {
+            let (a, r) = (d_ours.get(v).unwrap(), d_theirs.get(v).unwrap());
+            assert_eq!(a.shape(), r.shape(), "{what} {name}");
+            let scale = max_abs(r);
+            let d = max_diff(a, r);
+            assert!(
+                d <= 1e-4 * scale.max(1.0),
+                "{what} d{name}: {d} (scale {scale})"
+            );
+        }
     }
 
     /// The composed-op reference of [`norm_last`].
@@ -631,32 +657,8 @@ mod tests {
             let eps = 1e-5;
             let ours = norm_last(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps, affine).unwrap();
             let theirs = norm_reference(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps);
-            assert!(max_diff(&ours, &theirs) < 1e-5, "{affine:?} forward");
-            let d_ours = (ours * &g).unwrap().sum_all().unwrap().backward().unwrap();
-            let d_theirs = (theirs * &g)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
-                let (a, r) = (d_ours.get(v).unwrap(), d_theirs.get(v).unwrap());
-                assert_eq!(a.shape(), r.shape(), "{affine:?} {name}");
-                let scale = r
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                let d = max_diff(a, r);
-                assert!(
-                    d <= 1e-4 * scale.max(1.0),
-                    "{affine:?} d{name}: {d} (scale {scale})"
-                );
-            }
+            let vars = [("x", &x), ("weight", &w), ("bias", &b)];
+            assert_forward_and_gradients_match(ours, theirs, &g, vars, &format!("{affine:?}"));
         }
     }
 
@@ -676,29 +678,8 @@ mod tests {
         )
         .transpose(1, 2)
         .unwrap();
-        assert!(max_diff(&ours, &theirs) < 1e-5);
-        let d_ours = (ours * &g).unwrap().sum_all().unwrap().backward().unwrap();
-        let d_theirs = (theirs * &g)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for (name, v) in [("x", &x), ("weight", &w), ("bias", &b)] {
-            let (a, r) = (d_ours.get(v).unwrap(), d_theirs.get(v).unwrap());
-            assert_eq!(a.shape(), r.shape(), "{name}");
-            let scale = r
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let d = max_diff(a, r);
-            assert!(d <= 1e-4 * scale.max(1.0), "d{name}: {d} (scale {scale})");
-        }
+        let vars = [("x", &x), ("weight", &w), ("bias", &b)];
+        assert_forward_and_gradients_match(ours, theirs, &g, vars, "norm over time");
     }
 
     #[test]
